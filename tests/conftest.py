@@ -1,0 +1,6 @@
+"""Test set-up: 4 forced CPU devices (must happen before the first backend use)."""
+
+import jax
+
+jax.config.update("jax_num_cpu_devices", 4)
+jax.config.update("jax_threefry_partitionable", True)
