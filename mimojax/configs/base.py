@@ -1,0 +1,126 @@
+"""Shared defaults for every study and the `get_config(arg)` argument parser.
+
+A study file in `experiments/` starts from `base_config()`, edits the groups it needs and
+exposes `get_config(arg)`; `parse_arg` turns the `:k=v,flag` suffix of
+`--config=experiments/<study>.py:k=v,flag` into typed values.
+
+Groups: data, model, mimo, opt, train, eval, seeds, mesh, checkpoint. Durations are given in
+steps or epochs (exactly one of the two >= 0); `mimojax.train.loop` converts them in one place.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by all studies (CPU-sized; studies override what they need)."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0  # seed i of a seeds.num=k run uses jax.random.key(seed + i)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.name = "assoc_recall"
+  c.data.variant = ""  # builder config for tasks that have several (e.g. ListOps lengths)
+  c.data.data_dir = ml_collections.config_dict.placeholder(str)  # None: tfds default
+  c.data.seed = 0  # generator seed (generated tasks)
+  c.data.shuffle_seed = 0  # training order; shared by every model seed of a run
+
+  c.model = ml_collections.ConfigDict()
+  c.model.name = "transformer"
+  c.model.head = "lm"  # lm | classifier | dual
+  c.model.pooling = "mean"  # mean | cls
+  c.model.attention = "softmax"  # softmax | favor | favor_s
+  c.model.kernel = "relu"  # relu | exp | dpfp (favor, favor_s)
+  c.model.num_features = 256
+  c.model.redraw_features = False
+  c.model.dpfp_nu = 1
+  c.model.num_layers = 2
+  c.model.num_heads = 1
+  c.model.head_dim = 32
+  c.model.embed_dim = 32
+  c.model.mlp_dim = 128
+  c.model.max_len = 64
+  c.model.dropout = 0.1
+  c.model.attention_dropout = 0.0
+  c.model.classifier_dim = 128
+
+  c.mimo = ml_collections.ConfigDict()
+  c.mimo.m = 1
+  c.mimo.n = 1
+  c.mimo.variant = "att"  # att | att_mlp (paper Sec. 4.2)
+  c.mimo.curriculum_fraction = 0.0  # App. F.1: first fraction of steps on the M/2 x N/2 sub-grid
+
+  c.opt = ml_collections.ConfigDict()
+  c.opt.name = "adamw"  # adamw | sgd
+  c.opt.learning_rate = 5e-4  # peak learning rate
+  c.opt.weight_decay = 0.0
+  c.opt.b1 = 0.9  # AdamW beta1 / SGD momentum
+  c.opt.b2 = 0.999
+  c.opt.eps = 1e-8
+  c.opt.schedule = "constant"  # constant | warmup_linear | warmup_cosine | one_cycle
+  c.opt.warmup_fraction = 0.0  # of all steps (one_cycle: pct_start)
+  c.opt.init_lr = 0.0  # warmup_* start value
+  c.opt.min_lr = 0.0  # warmup_cosine end value
+  c.opt.anneal = "cos"  # one_cycle annealing: cos | linear
+  c.opt.cycle_momentum = False  # one_cycle: b1/momentum 0.95 -> 0.85 -> 0.95
+  c.opt.grad_clip_norm = 0.0  # 0: off
+
+  c.train = ml_collections.ConfigDict()
+  c.train.batch_size = 32  # global batch (all processes, all data shards)
+  c.train.num_steps = -1
+  c.train.num_epochs = -1
+  c.train.log_every_steps = 50
+  c.train.max_nonfinite_steps = 20  # consecutive skipped (NaN/Inf) updates before stopping
+
+  c.eval = ml_collections.ConfigDict()
+  c.eval.every_steps = 1000
+  c.eval.batch_size = 100
+  c.eval.splits = ("test",)
+
+  c.seeds = ml_collections.ConfigDict()
+  c.seeds.num = 1
+
+  c.mesh = ml_collections.ConfigDict()
+  c.mesh.seed = 1  # devices along the seed axis (must divide seeds.num)
+  c.mesh.data = -1  # devices along the data axis; -1: all remaining devices
+
+  c.checkpoint = ml_collections.ConfigDict()
+  c.checkpoint.every_steps = 1000
+  c.checkpoint.keep = 2
+  return c
+
+
+def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
+  """Parses 'k=v,flag,...' against typed `defaults`; a bare name sets a bool to True.
+
+  Values take the type of their default; unknown keys raise a ValueError that lists the
+  allowed ones.
+  """
+  out = ml_collections.ConfigDict(defaults)
+  if not arg:
+    return out
+  for item in arg.split(","):
+    item = item.strip()
+    if not item:
+      continue
+    key, eq, value = item.partition("=")
+    key = key.strip()
+    if key not in defaults:
+      raise ValueError(f"config argument {key!r} is unknown; allowed: {sorted(defaults)}")
+    default = defaults[key]
+    if not eq:
+      if not isinstance(default, bool):
+        raise ValueError(f"config argument {key!r} needs a value ({key}=...)")
+      out[key] = True
+    elif isinstance(default, bool):
+      if value.lower() not in ("true", "false", "1", "0"):
+        raise ValueError(f"config argument {key}={value!r}: allowed values are true/false")
+      out[key] = value.lower() in ("true", "1")
+    else:
+      try:
+        out[key] = type(default)(value)
+      except ValueError:
+        raise ValueError(
+            f"config argument {key}={value!r} is not a {type(default).__name__}") from None
+  return out
+

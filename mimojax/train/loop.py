@@ -1,0 +1,234 @@
+"""`train_and_evaluate(config, workdir)`: the training loop every study runs.
+
+It validates the config, builds data, model and optimiser, initialises `seeds.num`
+independent models with `jit(vmap(init))`, restores the latest checkpoint in `workdir`
+if there is one, trains with `jit(vmap(train_step))` over a (seed, data) mesh, evaluates
+every `eval.every_steps`, and checkpoints state, data-iterator state and config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mimojax import data as data_lib
+from mimojax import models
+from mimojax.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib, optim, step
+
+ALLOWED_SPLITS = ("train", "validation", "test")
+
+
+class ConfigError(ValueError):
+  """A config value the run cannot use; raised before anything is compiled."""
+
+
+class NonFiniteError(RuntimeError):
+  """Raised when too many consecutive updates had NaN/Inf loss or gradients."""
+
+
+def _choose(name, value, allowed):
+  if value not in allowed:
+    raise ValueError(f"{name}={value!r} is not allowed; choose from {list(allowed)}")
+
+
+def _positive(name, value):
+  if not isinstance(value, int) or value < 1:
+    raise ValueError(f"{name}={value!r} must be a positive integer")
+
+
+def total_steps(config, num_train_examples: int) -> int:
+  """Training length in steps: `train.num_steps`, or `train.num_epochs` whole epochs."""
+  if config.train.num_epochs >= 0:
+    return config.train.num_epochs * (num_train_examples // config.train.batch_size)
+  return config.train.num_steps
+
+
+def validate(config) -> None:
+  """Raises a one-line ValueError for config values the loop cannot run (no compilation)."""
+  _choose("opt.name", config.opt.name, optim.ALLOWED_OPTIMIZERS)
+  _choose("opt.schedule", config.opt.schedule, optim.ALLOWED_SCHEDULES)
+  _choose("opt.anneal", config.opt.anneal, optim.ALLOWED_ANNEAL)
+  if not 0.0 <= config.opt.warmup_fraction <= 1.0:
+    raise ValueError(f"opt.warmup_fraction={config.opt.warmup_fraction} must be in [0, 1]")
+  if not config.opt.learning_rate > 0:
+    raise ValueError(f"opt.learning_rate={config.opt.learning_rate} must be > 0")
+  if not 0.0 <= config.mimo.curriculum_fraction < 1.0:
+    raise ValueError(
+        f"mimo.curriculum_fraction={config.mimo.curriculum_fraction} must be in [0, 1)")
+  if (config.train.num_steps >= 0) == (config.train.num_epochs >= 0):
+    raise ValueError("set exactly one of train.num_steps and train.num_epochs (the other -1); "
+                     f"got {config.train.num_steps} and {config.train.num_epochs}")
+  for name in ("train.batch_size", "train.log_every_steps", "train.max_nonfinite_steps",
+               "eval.every_steps", "eval.batch_size", "seeds.num", "mesh.seed",
+               "checkpoint.every_steps", "checkpoint.keep"):
+    group, field = name.split(".")
+    _positive(name, config[group][field])
+  for split in config.eval.splits:
+    _choose("eval.splits", split, ALLOWED_SPLITS)
+  if config.seeds.num % config.mesh.seed:
+    raise ValueError(f"seeds.num={config.seeds.num} must be divisible by "
+                     f"mesh.seed={config.mesh.seed}")
+  mesh = mesh_lib.make_mesh(config.mesh.seed, config.mesh.data)
+  shards = mesh.shape["data"]
+  for name in ("train.batch_size", "eval.batch_size"):
+    group, field = name.split(".")
+    if config[group][field] % shards:
+      raise ValueError(f"{name}={config[group][field]} must be divisible by the {shards} "
+                       "devices of the data axis")
+
+
+def _to_host(tree):
+  return jax.tree.map(np.asarray, jax.device_get(tree))
+
+
+def _seed_keys(config):
+  """Per-seed (init, train) keys: seed i of the run is jax.random.key(config.seed + i)."""
+  keys = jnp.stack([jax.random.key(config.seed + i) for i in range(config.seeds.num)])
+  pairs = jax.vmap(lambda k: jax.random.split(k, 2))(keys)
+  return pairs[:, 0], pairs[:, 1]
+
+
+class Trainer:
+  """Holds the compiled steps of one run; `train_and_evaluate` drives it."""
+
+  def __init__(self, config, workdir: str):
+    try:
+      self._build(config, workdir)
+    except ValueError as e:
+      raise ConfigError(str(e)) from e
+
+  def _build(self, config, workdir: str):
+    validate(config)
+    self.config = config
+    self.workdir = workdir
+    self.train_source, self.info = data_lib.load_split(config.data, "train")
+    self.eval_sources = {s: data_lib.load_split(config.data, s)[0] for s in config.eval.splits}
+    self.model = models.build_model(config, self.info)
+    self.total_steps = total_steps(config, len(self.train_source))
+    if self.total_steps < 1:
+      raise ValueError(f"the run has {self.total_steps} training steps; raise "
+                       "train.num_steps or train.num_epochs")
+    self.curriculum_steps = int(config.mimo.curriculum_fraction * self.total_steps)
+    self.tx = optim.make_optimizer(config.opt, self.total_steps)
+    self.mesh = mesh_lib.make_mesh(config.mesh.seed, config.mesh.data)
+    seed_sh = mesh_lib.seed_sharding(self.mesh)
+    batch_sh = mesh_lib.batch_sharding(self.mesh)
+    task = self.info.task_type
+
+    def compiled_train_step(model):
+      fn = jax.vmap(step.make_train_step(model, self.tx, task), in_axes=(0, None, 0))
+      return jax.jit(fn, in_shardings=(seed_sh, batch_sh, seed_sh),
+                     out_shardings=(seed_sh, seed_sh), donate_argnums=0)
+
+    self.train_step = compiled_train_step(self.model)
+    self.warmup_train_step = (compiled_train_step(self.model.clone(curriculum=True))
+                              if self.curriculum_steps else None)
+    self.eval_step = jax.jit(jax.vmap(step.make_eval_step(self.model, task), in_axes=(0, None)),
+                             in_shardings=(seed_sh, batch_sh), out_shardings=seed_sh)
+    self.init_keys, self.train_keys = jax.device_put(_seed_keys(config), seed_sh)
+    self._seed_sh = seed_sh
+
+  def local_batch_size(self, global_size: int) -> int:
+    return global_size // jax.process_count()
+
+  def init_state(self):
+    """Freshly initialised states of every seed (leading seed axis)."""
+    example = self.train_source[0]
+    group = self.config.mimo.m * self.config.mimo.n
+    dummy = {k: np.stack([np.asarray(v)] * group) for k, v in example.items()}
+    init = jax.vmap(lambda k: step.init_state(self.model, self.tx, k, dummy))
+    return jax.jit(init, out_shardings=self._seed_sh)(self.init_keys)
+
+  def train_iterator(self):
+    return data_lib.train_batches(
+        self.train_source, self.config.train.batch_size, self.config.data.shuffle_seed,
+        process_index=jax.process_index(), process_count=jax.process_count())
+
+  def step_fn(self, step_index: int):
+    if step_index < self.curriculum_steps:
+      return self.warmup_train_step
+    return self.train_step
+
+  def evaluate(self, state, split: str) -> dict:
+    """Accuracy and loss on a whole split, per seed, pooled over examples."""
+    totals = None
+    batches = data_lib.eval_batches(
+        self.eval_sources[split], self.config.eval.batch_size,
+        process_index=jax.process_index(), process_count=jax.process_count())
+    for local in batches:
+      sums = self.eval_step(state, mesh_lib.global_batch(local, self.mesh))
+      totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = _to_host(totals)
+    weight = np.maximum(totals["weight"], 1e-9)
+    out = metrics_lib.summarize_seeds("accuracy", totals["correct"] / weight)
+    out.update(metrics_lib.summarize_seeds("loss", totals["loss"] / weight))
+    return out
+
+
+def train_and_evaluate(config, workdir: str):
+  """Trains and evaluates the study `config`, writing everything into `workdir`.
+
+  Returns the final train state (leading seed axis). An existing checkpoint in `workdir`
+  is resumed; the resumed run reproduces the uninterrupted one.
+  """
+  trainer = Trainer(config, workdir)
+  cfg = config.train
+  os.makedirs(workdir, exist_ok=True)
+  resolved = json.loads(config.to_json_best_effort())
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      json.dump(resolved, f, indent=2, sort_keys=True)
+
+  mngr = checkpoint.manager(workdir, config.checkpoint.every_steps, config.checkpoint.keep)
+  state = trainer.init_state()
+  iterator = trainer.train_iterator()
+  restored = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state))
+  if restored is not None:
+    state, data_state = restored
+    iterator.set_state(data_state)
+    logging.info("resumed from step %d in %s", int(_to_host(state.step)[0]), workdir)
+  start = int(_to_host(state.step)[0])
+
+  writer = metrics_lib.MetricWriter(workdir, trainer.total_steps, start)
+  pending = []
+  try:
+    for i in range(start, trainer.total_steps):
+      batch = mesh_lib.global_batch(next(iterator), trainer.mesh)
+      state, step_metrics = trainer.step_fn(i)(state, batch, trainer.train_keys)
+      pending.append(step_metrics)
+      done = i + 1
+      if done % cfg.log_every_steps == 0 or done == trainer.total_steps:
+        _log_train(writer, done, pending, state, cfg.max_nonfinite_steps)
+        pending = []
+      if done % config.eval.every_steps == 0 or done == trainer.total_steps:
+        for split in config.eval.splits:
+          writer.write(done, split, trainer.evaluate(state, split))
+      checkpoint.save(mngr, done, state, iterator.get_state(), resolved,
+                      force=done == trainer.total_steps)
+      writer.advance(done)
+  finally:
+    mngr.wait_until_finished()
+    mngr.close()
+    writer.close()
+  return state
+
+
+def _log_train(writer, step_index, pending, state, max_nonfinite):
+  """Writes mean train metrics since the last log; stops on a NaN/Inf streak."""
+  host = _to_host(pending)
+  means = {k: np.mean([m[k] for m in host], axis=0) for k in host[0]}  # per seed
+  streak = int(np.max(_to_host(state.nonfinite_streak)))
+  if streak >= max_nonfinite:
+    raise NonFiniteError(
+        f"{streak} consecutive updates had NaN/Inf loss or gradients (limit "
+        f"train.max_nonfinite_steps={max_nonfinite}); lower opt.learning_rate or check the data")
+  row = {}
+  for name, per_seed in means.items():
+    row.update(metrics_lib.summarize_seeds(name, per_seed))
+  row["skipped_total"] = float(np.sum(_to_host(state.nonfinite_total)))
+  writer.write(step_index, "train", row)

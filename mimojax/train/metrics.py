@@ -1,0 +1,76 @@
+"""Metrics output: `metrics.jsonl`, TensorBoard events (tensorboardX) and progress display.
+
+Only process 0 writes; other processes get a writer that does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import jax
+import numpy as np
+import tqdm
+
+
+class MetricWriter:
+  """Appends `{"step", "split", name: value}` lines to metrics.jsonl and TensorBoard."""
+
+  def __init__(self, workdir: str, total_steps: int, initial_step: int = 0):
+    self.active = jax.process_index() == 0
+    self._bar = None
+    if not self.active:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    from tensorboardX import SummaryWriter  # imported lazily: only process 0 needs it
+    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    if sys.stderr.isatty():
+      self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, dynamic_ncols=True)
+
+  def write(self, step: int, split: str, metrics: dict) -> None:
+    if not self.active:
+      return
+    row = {"step": int(step), "split": split}
+    for name, value in metrics.items():
+      row[name] = _jsonable(value)
+    self._jsonl.write(json.dumps(row) + "\n")
+    self._jsonl.flush()
+    for name, value in row.items():
+      if isinstance(value, float):
+        self._tb.add_scalar(f"{split}/{name}", value, int(step))
+    summary = " ".join(f"{k}={v:.4g}" for k, v in row.items() if isinstance(v, float))
+    if self._bar is not None:
+      self._bar.set_postfix_str(f"{split}: {summary}", refresh=False)
+    else:
+      logging.info("step %d %s: %s", step, split, summary)
+
+  def advance(self, step: int) -> None:
+    if self._bar is not None:
+      self._bar.update(step - self._bar.n)
+
+  def close(self) -> None:
+    if not self.active:
+      return
+    if self._bar is not None:
+      self._bar.close()
+    self._jsonl.close()
+    self._tb.close()
+
+
+def _jsonable(value):
+  value = np.asarray(value)
+  if value.ndim == 0:
+    return float(value)
+  return [float(v) for v in value.reshape(-1)]
+
+
+def summarize_seeds(name: str, per_seed) -> dict:
+  """{name: mean, name_std: std, name_per_seed: [...]} (just {name: value} for one seed)."""
+  per_seed = np.asarray(per_seed, np.float64).reshape(-1)
+  if per_seed.size == 1:
+    return {name: float(per_seed[0])}
+  return {name: float(per_seed.mean()), f"{name}_std": float(per_seed.std()),
+          f"{name}_per_seed": [float(v) for v in per_seed]}
