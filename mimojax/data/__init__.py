@@ -1,0 +1,18 @@
+"""Data for mimojax: generated-task tfds builders and grain pipelines (never imports jax).
+
+Public API (CONTRACT item 3):
+  ``load_split(data_config, split) -> (source, DataInfo)``; the ``data_config`` fields are
+  documented in ``mimojax.data.builders``.
+  ``train_batches(source, batch_size, seed, process_index=0, process_count=1)``: infinite,
+  shuffled, checkpointable (``get_state``/``set_state``) grain iterator of this process's
+  slice of each global batch.
+  ``eval_batches(source, batch_size, process_index=0, process_count=1)``: finite, ordered,
+  padded batches with a ``valid`` mask.
+"""
+
+from mimojax.data.builders import DataInfo
+from mimojax.data.builders import load_split
+from mimojax.data.pipeline import eval_batches
+from mimojax.data.pipeline import train_batches
+
+__all__ = ["DataInfo", "load_split", "train_batches", "eval_batches"]
