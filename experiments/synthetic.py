@@ -31,10 +31,8 @@ TASKS = {"ar": ("assoc_recall", 42), "ih": ("induction_head", 32)}  # name, safa
 
 def get_config(arg=None):
   args = base.parse_arg(arg, model="mimoformer", task="ar", seeds=1, epochs=400, smoke=False)
-  if args.model not in MODELS:
-    raise ValueError(f"model={args.model!r} is not allowed; choose from {list(MODELS)}")
-  if args.task not in TASKS:
-    raise ValueError(f"task={args.task!r} is not allowed; choose from {list(TASKS)}")
+  base.check_allowed("model", args.model, MODELS)
+  base.check_allowed("task", args.task, TASKS)
   c = base.base_config()
   c.data.name, max_len = TASKS[args.task]
 
@@ -68,6 +66,7 @@ def get_config(arg=None):
   c.seeds.num = args.seeds
 
   if args.smoke:
+    c.data.variant = "tiny"  # 256 train / 64 test sequences
     c.train.num_epochs = -1
     c.train.num_steps = 12
     c.train.log_every_steps = 4

@@ -124,3 +124,9 @@ def parse_arg(arg: str | None, **defaults) -> ml_collections.ConfigDict:
             f"config argument {key}={value!r} is not a {type(default).__name__}") from None
   return out
 
+
+
+def check_allowed(name: str, value, allowed) -> None:
+  """Raises a one-line ValueError unless `value` is one of `allowed`."""
+  if value not in allowed:
+    raise ValueError(f"{name}={value!r} is not allowed; choose from {list(allowed)}")

@@ -45,7 +45,7 @@ class MetricWriter:
     if self._bar is not None:
       self._bar.set_postfix_str(f"{split}: {summary}", refresh=False)
     else:
-      logging.info("step %d %s: %s", step, split, summary)
+      logging.getLogger("mimojax").info("step %d %s: %s", step, split, summary)
 
   def advance(self, step: int) -> None:
     if self._bar is not None:

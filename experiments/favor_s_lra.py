@@ -1,0 +1,143 @@
+"""Long Range Arena with FAVOR+S (paper Table 2, Table A3, App. F).
+
+The default (no argument) is a CPU-sized ListOps run of MIMOFormer (M = N = 2, att.) on
+locally generated data (ListOps lengths 20-128):
+
+    python -m mimojax.main --config=experiments/favor_s_lra.py
+
+Paper rows (need an accelerator and, except ListOps, the downloaded data):
+
+    python -m mimojax.main --config=experiments/favor_s_lra.py:task=listops,model=performer,shape=deep
+    python -m mimojax.main --config=experiments/favor_s_lra.py:task=image,model=mimoformer,n=4,curriculum,shape=wide
+    python launch/sweep.py experiments/favor_s_lra.py --dry-run     # every row of Table 2
+
+Argument: `task=<listops|text|retrieval|image|pathfinder>,model=<transformer|performer|
+mimoformer>,n=<2|4>,variant=<att|att_mlp>,shape=<deep|wide|cpu>[,curriculum][,seeds=k]
+[,smoke]`. The paper's "N" is the grid side: n=2 is an M = 2 by N = 2 grid (four sequences
+per attention call). `curriculum` trains the first part on the M/2 x N/2 sub-grid (the
+paper's "*"; fractions as the official configs: 0.15 ListOps, 0.1625 Text, 1/6 Retrieval
+and Pathfinder, 1/7 Image). `shape=cpu` is the small model on ListOps-L128 used for the CPU
+study in docs/results.md.
+
+Training (Table A3 and the official code): AdamW lr 1e-4 (betas 0.9/0.999, eps 1e-6, no
+weight decay), OneCycle with linear annealing, warm-up = Table A3's warm-up steps, beta1
+cycled 0.95 -> 0.85 -> 0.95, dropout 0.1, R = 256 ReLU features drawn once per layer, mean
+pooling over all positions. Paper Table 2 (deep / wide ListOps): Performer 38.94 / 39.40,
+MIMO N=2 att. 38.08 / 38.90, N=2 att.+MLP 37.65 / 37.59, N=4 att.* 37.64 / 37.68.
+"""
+
+from mimojax.configs import base
+
+# task: data name, classes, position table, (layers, heads, head_dim, embed, mlp), wide heads,
+#       batch, steps, warm-up steps, curriculum fraction, head
+TASKS = {
+    "listops": ("listops", 10, 2048, (6, 8, 64, 512, 2048), 48, 64, 20000, 1000, 0.15,
+                "classifier"),
+    "text": ("lra_text", 2, 4096, (6, 8, 64, 512, 2048), 48, 32, 40000, 8000, 0.1625,
+             "classifier"),
+    "retrieval": ("lra_retrieval", 2, 4096, (4, 4, 32, 128, 512), 16, 32, 60000, 800, 1 / 6,
+                  "dual"),
+    "image": ("lra_image", 10, 1024, (3, 4, 64, 64, 128), 12, 256, 70000, 175, 1 / 7,
+              "classifier"),
+    "pathfinder": ("lra_pathfinder", 2, 1024, (4, 8, 128, 128, 128), 32, 256, 124800, 312,
+                   1 / 6, "classifier"),
+}
+MODELS = ("transformer", "performer", "mimoformer")
+SHAPES = ("deep", "wide", "cpu")
+
+
+def get_config(arg=None):
+  args = base.parse_arg(arg, task="listops", model="mimoformer", n=2, variant="att",
+                        shape="cpu", curriculum=False, seeds=1, smoke=False)
+  base.check_allowed("task", args.task, TASKS)
+  base.check_allowed("model", args.model, MODELS)
+  base.check_allowed("n", args.n, (2, 4))
+  base.check_allowed("variant", args.variant, ("att", "att_mlp"))
+  base.check_allowed("shape", args.shape, SHAPES)
+  if args.shape == "cpu" and args.task != "listops":
+    raise ValueError(f"shape=cpu is defined for task=listops only, got task={args.task!r}")
+  (data_name, classes, max_len, (layers, heads, head_dim, embed, mlp), wide_heads, batch,
+   steps, warmup, curriculum_fraction, head) = TASKS[args.task]
+  del classes  # the data builder reports it
+
+  c = base.base_config()
+  c.data.name = data_name
+  c.data.variant = "full" if args.task == "listops" else ""
+
+  c.model.head = head
+  c.model.pooling = "mean"
+  c.model.kernel = "relu"
+  c.model.num_features = 256
+  c.model.dropout = 0.1
+  c.model.attention_dropout = 0.1
+  c.model.max_len = max_len
+  c.model.num_layers, c.model.num_heads = layers, heads
+  if args.shape == "wide":
+    c.model.num_layers, c.model.num_heads = 1, wide_heads
+  c.model.head_dim, c.model.embed_dim, c.model.mlp_dim = head_dim, embed, mlp
+  c.model.classifier_dim = mlp
+  c.model.attention = {"transformer": "softmax", "performer": "favor",
+                       "mimoformer": "favor_s"}[args.model]
+  if args.model == "mimoformer":
+    c.mimo.m = c.mimo.n = args.n
+    c.mimo.variant = args.variant
+    c.mimo.curriculum_fraction = curriculum_fraction if args.curriculum else 0.0
+
+  c.opt.name = "adamw"
+  c.opt.learning_rate = 1e-4
+  c.opt.b1, c.opt.b2, c.opt.eps = 0.95, 0.999, 1e-6
+  c.opt.weight_decay = 0.0
+  c.opt.schedule, c.opt.anneal, c.opt.cycle_momentum = "one_cycle", "linear", True
+  c.opt.warmup_fraction = warmup / steps
+
+  c.train.batch_size = batch
+  c.train.num_steps = steps
+  c.train.log_every_steps = 100
+  c.eval.splits = ("validation", "test")
+  c.eval.batch_size = 64
+  c.eval.every_steps = max(steps // 20, 1)
+  c.checkpoint.every_steps = max(steps // 20, 1)
+  c.seeds.num = args.seeds
+
+  if args.shape == "cpu":
+    # ListOps with 20 < length < 128: a 2-layer model that trains in minutes on 2 cores.
+    c.data.variant = "L128"
+    c.model.max_len = 128
+    c.model.num_layers, c.model.num_heads, c.model.head_dim = 2, 4, 32
+    c.model.embed_dim, c.model.mlp_dim, c.model.classifier_dim = 128, 256, 256
+    c.opt.learning_rate = 1e-3
+    c.train.batch_size = 32
+    c.train.num_steps = 3000
+    c.opt.warmup_fraction = 0.05
+    c.eval.splits = ("test",)
+    c.eval.batch_size = 200
+    c.eval.every_steps = c.checkpoint.every_steps = 1000
+  if args.smoke:
+    c.data.variant = "tiny" if args.task == "listops" else c.data.variant
+    c.model.max_len = 64 if args.task == "listops" else c.model.max_len
+    c.model.num_layers = 1
+    c.model.num_heads = min(c.model.num_heads, 2)
+    c.model.head_dim = min(c.model.head_dim, 16)
+    c.model.embed_dim = c.model.mlp_dim = c.model.classifier_dim = 32
+    c.model.num_features = 32
+    c.train.batch_size = 16
+    c.train.num_steps = 8
+    c.train.log_every_steps = 4
+    c.eval.batch_size = 32
+    c.eval.every_steps = c.checkpoint.every_steps = 4
+  return c
+
+
+def get_sweep():
+  """Every row of paper Table 2 (deep and wide), as config arguments."""
+  models = [("performer", "")] + [
+      ("mimoformer", f"n={n},variant={v}{',curriculum' if cur else ''}")
+      for n, v, cur in ((2, "att", False), (2, "att_mlp", False), (4, "att", False),
+                        (4, "att", True), (4, "att_mlp", False))]
+  rows = [f"task={t},model=transformer,shape=deep" for t in TASKS]
+  for shape in ("deep", "wide"):
+    for task in TASKS:
+      for model, extra in models:
+        rows.append(",".join(p for p in (f"task={task}", f"model={model}", extra,
+                                         f"shape={shape}") if p))
+  return rows
