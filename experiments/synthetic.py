@@ -44,7 +44,8 @@ def get_config(arg=None):
   c.model.embed_dim = 32
   c.model.mlp_dim = 128
   c.model.max_len = max_len  # inputs are 42 (AR) and 31 (IH) tokens
-  c.model.dropout = 0.1
+  c.model.dropout = 0.0  # safari SimpleLM: residual dropout 0, embedding dropout 0.1,
+  c.model.embed_dropout = 0.1  # attention-weight dropout 0.1 (softmax only)
   c.model.attention_dropout = 0.1
 
   c.opt.name = "adamw"

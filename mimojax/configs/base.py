@@ -24,6 +24,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.data_dir = ml_collections.config_dict.placeholder(str)  # None: tfds default
   c.data.seed = 0  # generator seed (generated tasks)
   c.data.shuffle_seed = 0  # training order; shared by every model seed of a run
+  c.data.manual_dir = ml_collections.config_dict.placeholder(str)  # LRA release files
+  c.data.seq_len = ml_collections.config_dict.placeholder(int)  # None: the task's length
+  c.data.max_length = ml_collections.config_dict.placeholder(int)  # bytes per document
+  c.data.validation_size = 0  # image tasks: last k train examples form the validation split
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "transformer"
@@ -43,12 +47,27 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.dropout = 0.1
   c.model.attention_dropout = 0.0
   c.model.classifier_dim = 128
+  c.model.embed_dropout = ml_collections.config_dict.placeholder(float)  # None: dropout
+  c.model.reference_padding = False  # official code: every pad adds eps to FAVOR normalisers
+  # Convolutional networks (wide_resnet, wide_isonet, mimoconv); None = the model's default.
+  c.model.depth = 28
+  c.model.width = 10
+  c.model.initial_width = ml_collections.config_dict.placeholder(int)
+  c.model.activation = ml_collections.config_dict.placeholder(str)  # relu | prelu | srelu
+  c.model.layout = ml_collections.config_dict.placeholder(str)  # standard | official
+  c.model.bn_eval_batch_stats = False  # official code: BatchNorm batch statistics at test
+  c.model.isometry_gamma = ml_collections.config_dict.placeholder(float)
+  c.model.key_init = "uniform"  # uniform (official code) | gaussian (paper N(0, 1/D))
+  c.model.trainable_keys = True
+  c.model.unbind_bias_relu = True  # official code's MBAT unbinding with bias and ReLU
 
   c.mimo = ml_collections.ConfigDict()
   c.mimo.m = 1
   c.mimo.n = 1
   c.mimo.variant = "att"  # att | att_mlp (paper Sec. 4.2)
   c.mimo.curriculum_fraction = 0.0  # App. F.1: first fraction of steps on the M/2 x N/2 sub-grid
+  c.mimo.inputs_per_pass = ml_collections.config_dict.placeholder(int)  # MIMOConv; None: N
+  c.mimo.key_mu = 0.1  # MIMOConv binding-key orthonormality weight (App. B.3)
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adamw"  # adamw | sgd

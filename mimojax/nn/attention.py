@@ -1,0 +1,224 @@
+"""Multi-head attention: softmax, FAVOR+ (Performer) and FAVOR+S (MIMOFormer, Sec. 4).
+
+The module holds the trainable projections W_q, W_k, W_v, W_o and the frozen constants
+(FAVOR random projection P, bipolar binding keys a) and calls ``mimojax.ops`` for the
+attention maths. Queries, keys and values are ``(B, L, H, D)``; masks ``(B, L)`` booleans,
+True = real token. For FAVOR+S a batch is viewed as ``(B/(M*N), M, N, ...)`` grids, example
+``(g*M + m)*N + n`` in group ``g`` and channel ``(m, n)`` (``ops.to_grid``).
+"""
+
+import dataclasses
+import functools
+import math
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from mimojax.ops import attention as attention_ops
+from mimojax.ops import binding
+from mimojax.ops import channels
+
+ATTENTIONS = ("softmax", "favor", "favor_s")
+KERNELS = ("relu", "exp", "dpfp")
+
+# Variable collection of the frozen constants (FAVOR projections, bipolar keys).
+CONSTANTS = "constants"
+
+
+def torch_linear(features: int, fan_in: int, name: str | None = None) -> nn.Dense:
+  """``nn.Dense`` initialised like PyTorch's ``nn.Linear`` default (reference 2.1).
+
+  Kernel and bias are both U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming-uniform with
+  a = sqrt(5) is exactly that bound for the kernel).
+  """
+  bound = 1.0 / math.sqrt(fan_in)
+
+  def bias_init(rng, shape, dtype=jnp.float32):
+    return jax.random.uniform(rng, shape, dtype, -bound, bound)
+
+  kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
+  return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)
+
+
+def grid_size(m: int, n: int, curriculum: bool) -> tuple[int, int]:
+  """The grid in use: ``(M, N)``, or the ``(M/2, N/2)`` warm-up sub-grid (App. F.1, ref 2.5).
+
+  The reference halves both axes with integer division; an axis of size 1 stays 1 (the
+  reference divides by zero there, a case none of its configs reaches).
+  """
+  if curriculum:
+    return max(1, m // 2), max(1, n // 2)
+  return m, n
+
+
+def check_group(batch: int, m: int, n: int) -> None:
+  """Raises ``ValueError`` unless the batch splits into whole M x N superposition groups."""
+  if batch % (m * n):
+    raise ValueError(
+        f"batch size {batch} is not divisible by the superposition group size "
+        f"mimo.m * mimo.n = {m} * {n} = {m * n}")
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionSpec:
+  """Static settings of one attention layer (config.model.* and config.mimo.m/n).
+
+  attention: "softmax" | "favor" (FAVOR+, Eq. 10) | "favor_s" (FAVOR+S grid, Eq. 19).
+  kernel: feature map of favor/favor_s: "relu" (reference), "exp" (positive softmax
+    features) or "dpfp" (DPFP, no random projection).
+  num_features: R, rows of the random projection (relu/exp).
+  redraw_features: draw a fresh projection from the "features" rng at every training call
+    instead of using the frozen one (eval always uses the frozen one).
+  attention_dropout: dropout on the softmax attention weights (softmax only, as in the
+    reference).
+  m, n: the FAVOR+S grid (favor_s only).
+  reference_padding: favor/favor_s only. False (default): padded keys contribute nothing
+    (``ops`` mask semantics; extra padding leaves real outputs unchanged). True: the
+    official code's behaviour (ref 2.2): k and v are multiplied by the mask and no mask is
+    passed on, so every pad adds phi(0) (= eps for the ReLU kernel) to the normaliser.
+  """
+
+  num_heads: int
+  head_dim: int
+  attention: str = "softmax"
+  kernel: str = "relu"
+  num_features: int = 256
+  redraw_features: bool = False
+  dpfp_nu: int = 1
+  attention_dropout: float = 0.0
+  causal: bool = False
+  m: int = 1
+  n: int = 1
+  reference_padding: bool = False
+
+  def __post_init__(self):
+    if self.attention not in ATTENTIONS:
+      raise ValueError(f"model.attention must be one of {ATTENTIONS}, got {self.attention!r}")
+    if self.kernel not in KERNELS:
+      raise ValueError(f"model.kernel must be one of {KERNELS}, got {self.kernel!r}")
+    for name in ("num_heads", "head_dim", "num_features", "dpfp_nu", "m", "n"):
+      value = getattr(self, name)
+      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        field = f"mimo.{name}" if name in ("m", "n") else f"model.{name}"
+        raise ValueError(f"{field} must be a positive int, got {value!r}")
+    if not 0.0 <= self.attention_dropout < 1.0:
+      raise ValueError(
+          f"model.attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
+    if self.attention != "favor_s" and (self.m, self.n) != (1, 1):
+      raise ValueError(
+          f"mimo.m x mimo.n = {self.m} x {self.n} needs model.attention = 'favor_s', "
+          f"got {self.attention!r}")
+
+
+def softmax_weights_dropout(weights, rate: float, rng):
+  """Inverted dropout on attention weights ``(..., H, Lq, Lk)``."""
+  keep = jax.random.bernoulli(rng, 1.0 - rate, weights.shape)
+  return jnp.where(keep, weights / (1.0 - rate), 0.0)
+
+
+class MultiHeadAttention(nn.Module):
+  """Pre-projected multi-head attention of the MIMOFormer layer (reference 2.1-2.4).
+
+  ``W_q, W_k, W_v``: Dense E -> H*D with bias, split into heads; the attention of
+  ``spec.attention``; heads concatenated; ``W_o``: Dense H*D -> ``out_dim``.
+
+  * favor (Performer, ref 2.2): q and k are divided by D^(1/4) before the feature map,
+    which applies its own D^(-1/4) (effective D^(-1/2)); v unscaled.
+  * favor_s (ref 2.3): q and k are divided by s = (sqrt(D)*M*N)^(1/2), v unscaled. Keys
+    ``a`` (M, N, D) bipolar, one set per layer shared by all heads. ``curriculum`` uses the
+    ``[:M/2, :N/2]`` sub-grid of the same keys and s with (M/2)(N/2) (App. F.1).
+    ``superposed_output`` returns the att.+MLP output (Eq. 68): ``(B/M, L, out_dim)``,
+    row ``g*N + n`` holding the still-bound superposition over m of column n.
+
+  Constants (collection "constants"): ``projection`` (R, D) for relu/exp kernels, drawn
+  once by ``ops.gaussian_orthogonal_matrix`` and shared by all heads; ``binding_keys``
+  (M, N, D) for favor_s. Both come from the "constants" rng at init (flax falls back to
+  the "params" rng when no "constants" rng is given).
+  """
+
+  spec: AttentionSpec
+  out_dim: int
+  superposed_output: bool = False
+  curriculum: bool = False
+
+  def _projection(self, train: bool):
+    spec = self.spec
+    stored = self.variable(
+        CONSTANTS, "projection",
+        lambda: attention_ops.gaussian_orthogonal_matrix(
+            self.make_rng(CONSTANTS), spec.num_features, spec.head_dim)).value
+    if spec.redraw_features and train:
+      return attention_ops.gaussian_orthogonal_matrix(
+          self.make_rng("features"), spec.num_features, spec.head_dim)
+    return stored
+
+  def _kernel_fn(self, train: bool):
+    """The feature map phi of ref 2.2 step 4 (relu), positive softmax features, or DPFP."""
+    spec = self.spec
+    if spec.kernel == "dpfp":
+      return functools.partial(attention_ops.dpfp_kernel, nu=spec.dpfp_nu)
+    projection = self._projection(train)
+    if spec.kernel == "relu":
+      return functools.partial(attention_ops.relu_kernel, projection=projection)
+    return functools.partial(attention_ops.exp_kernel, projection=projection)
+
+  def _softmax(self, q, k, v, mask, train: bool):
+    spec = self.spec
+    if spec.attention_dropout == 0.0 or not train:
+      return attention_ops.softmax_attention(q, k, v, mask=mask, causal=spec.causal)
+    dropout_fn = functools.partial(
+        softmax_weights_dropout, rate=spec.attention_dropout, rng=self.make_rng("dropout"))
+    return attention_ops.softmax_attention(
+        q, k, v, mask=mask, causal=spec.causal, dropout_fn=dropout_fn)
+
+  def _favor(self, q, k, v, mask, train: bool):
+    scale = self.spec.head_dim ** -0.25
+    return attention_ops.favor_attention(
+        q * scale, k * scale, v, self._kernel_fn(train), mask=mask, causal=self.spec.causal)
+
+  def _favor_s(self, q, k, v, mask, train: bool):
+    """FAVOR+S on the grid (ref 2.3 steps 1-7; Eq. 19, 67, 68)."""
+    spec = self.spec
+    keys = self.variable(
+        CONSTANTS, "binding_keys",
+        lambda: binding.rademacher_keys(
+            self.make_rng(CONSTANTS), (spec.m, spec.n, spec.head_dim))).value
+    m, n = grid_size(spec.m, spec.n, self.curriculum)
+    check_group(q.shape[0], m, n)
+    scale = (math.sqrt(spec.head_dim) * m * n) ** -0.5
+    grid = lambda x: channels.to_grid(x, m, n)
+    out = attention_ops.favor_s_attention(
+        grid(q * scale), grid(k * scale), grid(v), keys[:m, :n], self._kernel_fn(train),
+        mask=None if mask is None else grid(mask), causal=spec.causal,
+        superposed_output=self.superposed_output)
+    if self.superposed_output:
+      return out.reshape((-1,) + out.shape[2:])
+    return channels.from_grid(out)
+
+  @nn.compact
+  def __call__(self, x, mask=None, *, train: bool):
+    """``x`` (B, L, E), ``mask`` (B, L) or None -> (B, L, out_dim) (or (B/M, ...))."""
+    spec = self.spec
+    if self.superposed_output and spec.attention != "favor_s":
+      raise ValueError(
+          f"superposed_output (mimo.variant = 'att_mlp') needs model.attention = 'favor_s', "
+          f"got {spec.attention!r}")
+    if self.superposed_output and self.curriculum:
+      raise ValueError(
+          "curriculum (mimo.curriculum_fraction > 0) is not supported with "
+          "mimo.variant = 'att_mlp'; allowed: mimo.variant = 'att'")
+    if mask is not None and mask.shape != x.shape[:2]:
+      raise ValueError(f"mask shape {mask.shape} must equal inputs' (B, L) = {x.shape[:2]}")
+    heads = spec.num_heads * spec.head_dim
+    split = lambda y: y.reshape(y.shape[:-1] + (spec.num_heads, spec.head_dim))
+    q = split(torch_linear(heads, x.shape[-1], name="query")(x))
+    k = split(torch_linear(heads, x.shape[-1], name="key")(x))
+    v = split(torch_linear(heads, x.shape[-1], name="value")(x))
+    if spec.reference_padding and spec.attention != "softmax" and mask is not None:
+      real = mask[..., None, None].astype(k.dtype)
+      k, v, mask = k * real, v * real, None
+    attend = {"softmax": self._softmax, "favor": self._favor, "favor_s": self._favor_s}
+    out = attend[spec.attention](q, k, v, mask, train)
+    out = out.reshape(out.shape[:-2] + (heads,))
+    return torch_linear(self.out_dim, heads, name="out")(out)
