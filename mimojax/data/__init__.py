@@ -1,4 +1,10 @@
-"""Data for mimojax: generated-task tfds builders and grain pipelines (never imports jax).
+"""Data for mimojax: tfds builders and grain pipelines (never imports jax).
+
+Tasks (``data.name``): the generated ``assoc_recall``, ``induction_head``, ``listops`` and
+``pathfinder_gen`` (``builders``, ``synthetic``, ``listops``, ``pathfinder``), and the Long
+Range Arena tasks with outside data ``lra_text`` (tfds imdb_reviews), ``lra_image`` (tfds
+cifar10), ``lra_retrieval`` and ``lra_pathfinder`` (LRA release files from a manual
+directory), see ``lra``.
 
 Public API (CONTRACT item 3):
   ``load_split(data_config, split) -> (source, DataInfo)``; the ``data_config`` fields are
