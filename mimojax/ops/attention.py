@@ -309,5 +309,10 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
   num, den = res[..., :dim], res[..., dim:]
   if superposed_output:
     return num * _safe_reciprocal(den)
-  inv_den = jnp.moveaxis(_safe_reciprocal(den), -1, -4)[..., None]  # (..., M, N, L, H, 1)
-  return num[..., None, :, :, :, :] * inv_den * keys[:, :, None, None, :]
+  # Same product with L and H merged (one axis fewer): XLA CPU's YNNPACK reduce fusion
+  # (jaxlib 0.10.2) segfaults on the gradient's sum over M when this tensor has rank 7
+  # and a unit axis (vmap over seeds with H = 1).
+  flat = num.shape[:-3] + (-1,)
+  inv_den = jnp.moveaxis(_safe_reciprocal(den).reshape(flat + (num_m,)), -1, -3)  # (..., M, N, LH)
+  out = num.reshape(flat + (dim,))[..., None, :, :, :] * inv_den[..., None] * keys[:, :, None, :]
+  return out.reshape(out.shape[:-2] + num.shape[-3:])
