@@ -81,11 +81,29 @@ def softmax_attention(q, k, v, mask=None, causal=False, *, dropout_fn=None):
   return jnp.einsum("...hqk,...khd->...qhd", weights, v)
 
 
+def _orthonormal_rows(g):
+  """Gram-Schmidt (with one re-orthogonalisation pass) on the rows of ``g`` ``(..., D, D)``.
+
+  The rows of a Gaussian matrix orthonormalised in order are Haar-distributed, as the Q
+  factor of its QR decomposition. Written as a scan of matrix-vector products rather than
+  ``jnp.linalg.qr``: XLA's CPU QR can deadlock when several CPU devices run it at once.
+  """
+  def add_row(q, i):
+    v = g[..., i, :]
+    for _ in range(2):  # rows of q not yet filled are zero and project nothing
+      v = v - jnp.einsum("...j,...jd->...d", jnp.einsum("...jd,...d->...j", q, v), q)
+    v = v / jnp.linalg.norm(v, axis=-1, keepdims=True)
+    return q.at[..., i, :].set(v), None
+
+  q, _ = jax.lax.scan(add_row, jnp.zeros_like(g), jnp.arange(g.shape[-1]))
+  return q
+
+
 def gaussian_orthogonal_matrix(rng, num_features, dim):
   """Performer random features ``P`` of shape ``(R, D)`` (App. C.1, orthogonal features).
 
-  Rows come in blocks of ``D`` orthonormal directions (Q factor of a Gaussian ``D x D``
-  matrix); the last block is truncated when ``D`` does not divide ``R``. Each row is rescaled
+  Rows come in blocks of ``D`` orthonormal directions (a Gaussian ``D x D`` matrix with
+  its rows orthonormalised, i.e. its Q factor); the last block is truncated when ``D`` does not divide ``R``. Each row is rescaled
   by the norm of an independent Gaussian ``D``-vector (chi_D distributed), so every row is
   marginally ``N(0, I_D)`` (Performer ``scaling=0``).
   """
@@ -95,8 +113,7 @@ def gaussian_orthogonal_matrix(rng, num_features, dim):
   num_blocks = -(-num_features // dim)
   block_rng, norm_rng = jax.random.split(rng)
   gaussians = jax.random.normal(block_rng, (num_blocks, dim, dim))
-  q_factors, _ = jnp.linalg.qr(gaussians)
-  rows = jnp.swapaxes(q_factors, -1, -2).reshape(num_blocks * dim, dim)[:num_features]
+  rows = _orthonormal_rows(gaussians).reshape(num_blocks * dim, dim)[:num_features]
   norms = jnp.linalg.norm(jax.random.normal(norm_rng, (num_features, dim)), axis=-1)
   return rows * norms[:, None]
 
