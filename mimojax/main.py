@@ -4,9 +4,24 @@
         [--config.group.field=value ...] [--distributed]
 
 `--workdir` defaults to runs/<study>/<timestamp>; a workdir holding checkpoints resumes.
-`--distributed` (or MIMOJAX_DISTRIBUTED=1) calls jax.distributed.initialize() before any
-device query: coordinator, process count and id come from the cluster environment (TPU VMs
-are detected automatically).
+
+Multi-host. `--distributed` (or MIMOJAX_DISTRIBUTED=1) calls jax.distributed.initialize()
+before any device query. On TPU VMs (and Slurm / Open MPI) JAX detects the coordinator,
+process count and process id itself; elsewhere (GPU hosts, CPU processes) they come from
+the environment:
+
+  MIMOJAX_COORDINATOR       host:port of process 0's coordinator service
+                            (JAX_COORDINATOR_ADDRESS is read by JAX as a fallback)
+  MIMOJAX_NUM_PROCESSES     number of processes
+  MIMOJAX_PROCESS_ID        this process's id, 0 ... MIMOJAX_NUM_PROCESSES-1
+  MIMOJAX_HEARTBEAT_TIMEOUT seconds without a heartbeat after which a process counts as
+                            dead and the others stop with an error (JAX default 100)
+  MIMOJAX_INIT_TIMEOUT      seconds to wait for every process to connect (JAX default 300)
+  MIMOJAX_SHUTDOWN_TIMEOUT  seconds a finishing process waits for the others (default 300)
+
+Every process must get the same flags and an explicit, shared --workdir. A process that
+fails exits at once (see `stop`), so the others end with an error instead of hanging.
+launch/ has the launchers (local CPU processes, GPU hosts, TPU VM pod slices).
 """
 
 from __future__ import annotations
@@ -15,15 +30,31 @@ import datetime
 import logging
 import os
 import sys
+import traceback
+from typing import Mapping
 
 from absl import app, flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumes if it has "
                                "checkpoints); default runs/<study>/<timestamp>.")
-_DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Initialise jax.distributed (multi-host).")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Initialise jax.distributed (multi-host); same as "
+    "MIMOJAX_DISTRIBUTED=1. Off TPU VMs set MIMOJAX_COORDINATOR, MIMOJAX_NUM_PROCESSES "
+    "and MIMOJAX_PROCESS_ID.")
+
+# environment variable -> jax.distributed.initialize keyword
+DISTRIBUTED_ENV = {
+    "MIMOJAX_COORDINATOR": "coordinator_address",
+    "MIMOJAX_NUM_PROCESSES": "num_processes",
+    "MIMOJAX_PROCESS_ID": "process_id",
+    "MIMOJAX_HEARTBEAT_TIMEOUT": "heartbeat_timeout_seconds",
+    "MIMOJAX_INIT_TIMEOUT": "initialization_timeout",
+    "MIMOJAX_SHUTDOWN_TIMEOUT": "shutdown_timeout_seconds",
+}
 
 
 def default_workdir(config_path: str) -> str:
@@ -32,22 +63,104 @@ def default_workdir(config_path: str) -> str:
   return os.path.join("runs", study, stamp)
 
 
+def distributed_requested(environ: Mapping[str, str], flag: bool) -> bool:
+  """True when `--distributed` is given or MIMOJAX_DISTRIBUTED is 1/true."""
+  value = environ.get("MIMOJAX_DISTRIBUTED", "0").strip().lower()
+  if value not in ("0", "1", "true", "false", ""):
+    raise ValueError(f"MIMOJAX_DISTRIBUTED={value!r}; allowed values are 0, 1, true, false")
+  return flag or value in ("1", "true")
+
+
+def distributed_kwargs(environ: Mapping[str, str]) -> dict:
+  """Keyword arguments for jax.distributed.initialize from the MIMOJAX_* variables.
+
+  Unset variables are left out, so JAX auto-detects them (TPU VMs, Slurm, Open MPI) or
+  uses its defaults.
+  """
+  kwargs = {}
+  for name, key in DISTRIBUTED_ENV.items():
+    raw = environ.get(name, "").strip()
+    if not raw:
+      continue
+    if key == "coordinator_address":
+      if ":" not in raw:
+        raise ValueError(f"{name}={raw!r} must be host:port")
+      kwargs[key] = raw
+      continue
+    try:
+      value = int(raw)
+    except ValueError:
+      raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < (0 if key == "process_id" else 1):
+      raise ValueError(f"{name}={value} must be {'>= 0' if key == 'process_id' else '>= 1'}")
+    kwargs[key] = value
+  count, index = kwargs.get("num_processes"), kwargs.get("process_id")
+  if count is not None and index is not None and index >= count:
+    raise ValueError(f"MIMOJAX_PROCESS_ID={index} must be < MIMOJAX_NUM_PROCESSES={count}")
+  return kwargs
+
+
+def initialize_distributed(environ: Mapping[str, str]) -> None:
+  """jax.distributed.initialize() with the environment's settings (before any device use)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  kwargs = distributed_kwargs(environ)
+  try:
+    jax.distributed.initialize(**kwargs)
+  except ValueError as e:
+    raise ValueError(
+        f"jax.distributed.initialize failed ({e}); off TPU VMs set MIMOJAX_COORDINATOR=host:port, "
+        "MIMOJAX_NUM_PROCESSES and MIMOJAX_PROCESS_ID") from None
+  logging.getLogger("mimojax").info(
+      "process %d of %d, %d local / %d global devices", jax.process_index(),
+      jax.process_count(), jax.local_device_count(), jax.device_count())
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None:
     raise app.UsageError("--config=experiments/<study>.py is required")
-  if _DISTRIBUTED.value or os.environ.get("MIMOJAX_DISTRIBUTED") == "1":
-    import jax  # pylint: disable=g-import-not-at-top
-    jax.distributed.initialize()
+  absl_logging.set_verbosity(absl_logging.WARNING)  # Orbax logs every save at INFO
+  logging.getLogger("mimojax").setLevel(logging.INFO)
+  try:
+    distributed = distributed_requested(os.environ, _DISTRIBUTED.value)
+    if distributed and not _WORKDIR.value:
+      raise ValueError("needs an explicit --workdir shared by all processes")
+    if distributed:
+      initialize_distributed(os.environ)
+  except ValueError as e:
+    sys.exit(f"mimojax: --distributed: {e}")
   from mimojax.train import loop  # pylint: disable=g-import-not-at-top
   config = _CONFIG.value
-  workdir = _WORKDIR.value or default_workdir(config_flags.get_config_filename(flags.FLAGS["config"]))
-  logging.getLogger().setLevel(logging.INFO)
+  workdir = _WORKDIR.value or default_workdir(
+      config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
     loop.train_and_evaluate(config, workdir)
   except loop.ConfigError as e:
-    sys.exit(f"mimojax: invalid config: {e}")
+    stop(f"mimojax: invalid config: {e}", distributed)
+  except BaseException:
+    if not distributed:
+      raise
+    traceback.print_exc()
+    stop("mimojax: this process failed (traceback above)", distributed)
+
+
+def stop(message: str, distributed: bool) -> None:
+  """Exits with status 1 after printing `message`.
+
+  A distributed process exits at once (os._exit), skipping jax.distributed's shutdown
+  barrier: waiting there would keep its heartbeats alive while the other processes block in
+  a collective, so the whole job would hang. Once it is gone, the JAX distributed service
+  stops every other process within MIMOJAX_HEARTBEAT_TIMEOUT seconds with "Terminating
+  process because the JAX distributed service detected fatal errors".
+  """
+  if not distributed:
+    sys.exit(message)
+  import jax  # pylint: disable=g-import-not-at-top
+  print(f"{message} [process {jax.process_index()} of {jax.process_count()}]",
+        file=sys.stderr, flush=True)
+  logging.shutdown()
+  os._exit(1)  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from mimojax import data as data_lib
 from mimojax import models
 from mimojax.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib, optim, step
 
+log = logging.getLogger("mimojax")
 ALLOWED_SPLITS = ("train", "validation", "test")
 
 
@@ -130,7 +131,9 @@ class Trainer:
                               if self.curriculum_steps else None)
     self.eval_step = jax.jit(jax.vmap(step.make_eval_step(self.model, task), in_axes=(0, None)),
                              in_shardings=(seed_sh, batch_sh), out_shardings=seed_sh)
-    self.init_keys, self.train_keys = jax.device_put(_seed_keys(config), seed_sh)
+    # built inside jit: device_put cannot target devices of other processes
+    self.init_keys, self.train_keys = jax.jit(
+        lambda: _seed_keys(config), out_shardings=(seed_sh, seed_sh))()
     self._seed_sh = seed_sh
 
   def local_batch_size(self, global_size: int) -> int:
@@ -184,14 +187,14 @@ def train_and_evaluate(config, workdir: str):
     with open(os.path.join(workdir, "config.json"), "w") as f:
       json.dump(resolved, f, indent=2, sort_keys=True)
 
-  mngr = checkpoint.manager(workdir, config.checkpoint.every_steps, config.checkpoint.keep)
+  mngr = checkpoint.manager(workdir, config.checkpoint.keep)
   state = trainer.init_state()
   iterator = trainer.train_iterator()
   restored = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state))
   if restored is not None:
     state, data_state = restored
     iterator.set_state(data_state)
-    logging.info("resumed from step %d in %s", int(_to_host(state.step)[0]), workdir)
+    log.info("resumed from step %d in %s", int(_to_host(state.step)[0]), workdir)
   start = int(_to_host(state.step)[0])
 
   writer = metrics_lib.MetricWriter(workdir, trainer.total_steps, start)
@@ -208,8 +211,8 @@ def train_and_evaluate(config, workdir: str):
       if done % config.eval.every_steps == 0 or done == trainer.total_steps:
         for split in config.eval.splits:
           writer.write(done, split, trainer.evaluate(state, split))
-      checkpoint.save(mngr, done, state, iterator.get_state(), resolved,
-                      force=done == trainer.total_steps)
+      if done % config.checkpoint.every_steps == 0 or done == trainer.total_steps:
+        checkpoint.save(mngr, done, state, iterator.get_state(), resolved)
       writer.advance(done)
   finally:
     mngr.wait_until_finished()
