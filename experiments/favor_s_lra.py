@@ -103,15 +103,16 @@ def get_config(arg=None):
     # ListOps with 20 < length < 128: a 2-layer model that trains in minutes on 2 cores.
     c.data.variant = "L128"
     c.model.max_len = 128
-    c.model.num_layers, c.model.num_heads, c.model.head_dim = 2, 4, 32
-    c.model.embed_dim, c.model.mlp_dim, c.model.classifier_dim = 128, 256, 256
+    c.model.num_layers, c.model.num_heads, c.model.head_dim = 2, 4, 16
+    c.model.embed_dim, c.model.mlp_dim, c.model.classifier_dim = 64, 128, 128
+    c.model.num_features = 64
     c.opt.learning_rate = 1e-3
     c.train.batch_size = 32
-    c.train.num_steps = 3000
+    c.train.num_steps = 2000
     c.opt.warmup_fraction = 0.05
     c.eval.splits = ("test",)
     c.eval.batch_size = 200
-    c.eval.every_steps = c.checkpoint.every_steps = 1000
+    c.eval.every_steps = c.checkpoint.every_steps = 500
   if args.smoke:
     c.data.variant = "tiny" if args.task == "listops" else c.data.variant
     c.model.max_len = 64 if args.task == "listops" else c.model.max_len

@@ -163,5 +163,20 @@ def stop(message: str, distributed: bool) -> None:
   os._exit(1)  # pylint: disable=protected-access
 
 
+def parse_flags(argv):
+  """absl flag parsing that reports a bad config file argument in one line.
+
+  ml_collections wraps errors raised by `get_config(arg)` (e.g. an unknown model name) in a
+  multi-line traceback; only its final `ValueError: ...` line is shown.
+  """
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    reason = next((line for line in reversed(lines) if line.startswith("ValueError: ")),
+                  lines[-1] if lines else repr(e))
+    sys.exit(f"mimojax: invalid flags: {reason.removeprefix('ValueError: ')}")
+
+
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

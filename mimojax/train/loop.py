@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from etils import epath
 
 from mimojax import data as data_lib
 from mimojax import models
@@ -74,6 +74,12 @@ def validate(config) -> None:
   if config.seeds.num % config.mesh.seed:
     raise ValueError(f"seeds.num={config.seeds.num} must be divisible by "
                      f"mesh.seed={config.mesh.seed}")
+  group = config.mimo.m * config.mimo.n  # inputs superposed together (1: none)
+  for name in ("train.batch_size", "eval.batch_size"):
+    group_name, field = name.split(".")
+    if config[group_name][field] % group:
+      raise ValueError(f"{name}={config[group_name][field]} must be divisible by the "
+                       f"superposition group mimo.m * mimo.n = {group}")
   mesh = mesh_lib.make_mesh(config.mesh.seed, config.mesh.data)
   shards = mesh.shape["data"]
   for name in ("train.batch_size", "eval.batch_size"):
@@ -181,11 +187,11 @@ def train_and_evaluate(config, workdir: str):
   """
   trainer = Trainer(config, workdir)
   cfg = config.train
-  os.makedirs(workdir, exist_ok=True)
   resolved = json.loads(config.to_json_best_effort())
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      json.dump(resolved, f, indent=2, sort_keys=True)
+  if jax.process_index() == 0:  # epath: local paths and gs:// alike
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    (epath.Path(workdir) / "config.json").write_text(
+        json.dumps(resolved, indent=2, sort_keys=True))
 
   mngr = checkpoint.manager(workdir, config.checkpoint.keep)
   state = trainer.init_state()

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 
 import jax
 import numpy as np
+from etils import epath
 import tqdm
 
 
@@ -23,10 +23,14 @@ class MetricWriter:
     self._bar = None
     if not self.active:
       return
-    os.makedirs(workdir, exist_ok=True)
-    self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+    # epath reads and writes local paths and gs:// alike. GCS objects cannot be appended
+    # to, so the (small) file is rewritten whole on every write; a resumed run keeps the
+    # lines already there.
+    self._path = epath.Path(workdir) / "metrics.jsonl"
+    self._path.parent.mkdir(parents=True, exist_ok=True)
+    self._text = self._path.read_text() if self._path.exists() else ""
     from tensorboardX import SummaryWriter  # imported lazily: only process 0 needs it
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"))
     if sys.stderr.isatty():
       self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, dynamic_ncols=True)
 
@@ -36,8 +40,8 @@ class MetricWriter:
     row = {"step": int(step), "split": split}
     for name, value in metrics.items():
       row[name] = _jsonable(value)
-    self._jsonl.write(json.dumps(row) + "\n")
-    self._jsonl.flush()
+    self._text += json.dumps(row) + "\n"
+    self._path.write_text(self._text)
     for name, value in row.items():
       if isinstance(value, float):
         self._tb.add_scalar(f"{split}/{name}", value, int(step))
@@ -56,7 +60,6 @@ class MetricWriter:
       return
     if self._bar is not None:
       self._bar.close()
-    self._jsonl.close()
     self._tb.close()
 
 
