@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One mimojax job over several GPU hosts (ssh), one process per host or per GPU.
 set -euo pipefail
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
   cat <<'EOF'
@@ -38,18 +40,6 @@ Example (2 hosts x 8 GPUs, one process per GPU):
 EOF
 }
 
-die() { echo "gpu_hosts.sh: $*" >&2; exit 2; }
-quote() {  # quote WORD...: shell-quoted words, plain where safe, else in single quotes
-  local out=() w
-  for w in "$@"; do
-    if [[ "$w" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-      out+=("$w")
-    else
-      out+=("'${w//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
 
 hosts=""
 per_host=1

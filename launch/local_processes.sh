@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # K mimojax CPU processes on this machine, joined into one jax.distributed job.
 set -euo pipefail
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
   cat <<'EOF'
@@ -32,19 +34,7 @@ Example:
 EOF
 }
 
-die() { echo "local_processes.sh: $*" >&2; exit 2; }
 ((BASH_VERSINFO[0] >= 4)) || die "needs bash >= 4 (this is ${BASH_VERSION})"
-quote() {  # quote WORD...: shell-quoted words, plain where safe, else in single quotes
-  local out=() w
-  for w in "$@"; do
-    if [[ "$w" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-      out+=("$w")
-    else
-      out+=("'${w//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
 
 devices=1
 port=""

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # What one host of a multi-host job runs: install, train (one process of the job), kill.
 set -euo pipefail
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
   cat <<'EOF'
@@ -37,7 +39,6 @@ Example (on every worker of a TPU pod slice, with the same flags):
 EOF
 }
 
-die() { echo "run_on_host.sh: $*" >&2; exit 2; }
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 (($#)) || { usage >&2; exit 2; }
@@ -67,17 +68,6 @@ while (($#)); do
   shift
 done
 
-quote() {  # quote WORD...: shell-quoted words, plain where safe, else in single quotes
-  local out=() w
-  for w in "$@"; do
-    if [[ "$w" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-      out+=("$w")
-    else
-      out+=("'${w//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
 run() {  # run CMD...: print it under --dry-run, else execute it
   if ((dry_run)); then quote "$@"; else "$@"; fi
 }

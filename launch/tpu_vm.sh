@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Cloud TPU VM pod slices: create, copy the code, install, train on all workers, logs, delete.
 set -euo pipefail
+# shellcheck source=launch/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 usage() {
   cat <<'EOF'
@@ -47,18 +49,6 @@ Example:
 EOF
 }
 
-die() { echo "tpu_vm.sh: $*" >&2; exit 2; }
-quote() {  # quote WORD...: shell-quoted words, plain where safe, else in single quotes
-  local out=() w
-  for w in "$@"; do
-    if [[ "$w" =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then
-      out+=("$w")
-    else
-      out+=("'${w//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${out[*]}"
-}
 
 (($#)) || { usage >&2; exit 2; }
 case "$1" in
