@@ -255,26 +255,10 @@ class PathfinderGen(tfds.core.GeneratorBasedBuilder):
       yield i, {"inputs": image.reshape(-1), "label": np.int32(label)}
 
 
-class PaddedSource:
-  """Random-access view of an unpadded classification split: right-pads ``inputs`` with 0 to
-  ``seq_len`` and returns int32 arrays (CONTRACT item 2)."""
-
-  def __init__(self, raw, seq_len: int):
-    self._raw = raw
-    self._seq_len = seq_len
-
-  def __len__(self) -> int:
-    return len(self._raw)
-
-  def __getitem__(self, index: int) -> dict:
-    return self._pad(self._raw[index])
-
-  def __repr__(self) -> str:
-    return f"PaddedSource({self._raw!r}, seq_len={self._seq_len})"
-
-  def _pad(self, example: dict) -> dict:
-    return {"inputs": listops.pad(example["inputs"], self._seq_len),
-            "label": np.asarray(example["label"], np.int32)}
+def _padded_classification(example: dict, seq_len: int) -> dict:
+  """Right-pads ``inputs`` with 0 to ``seq_len``; int32 arrays (CONTRACT item 2)."""
+  return {"inputs": listops.pad(example["inputs"], seq_len),
+          "label": np.asarray(example["label"], np.int32)}
 
 
 _BUILDERS = {"assoc_recall": AssocRecall, "induction_head": InductionHead, "listops": ListOps,
@@ -387,7 +371,8 @@ def load_split(data_config, split: str):
   if isinstance(builder, ListOps):
     info = DataInfo(vocab_size=listops.VOCAB_SIZE, num_classes=listops.NUM_CLASSES,
                     seq_len=cfg.seq_len, task_type="classification", num_examples=len(raw))
-    return PaddedSource(raw, cfg.seq_len), info
+    return lra.MappedSource(raw, functools.partial(_padded_classification,
+                                                   seq_len=cfg.seq_len)), info
   if isinstance(builder, lra.LraRetrieval):
     max_length, seq_len = lengths
     info = DataInfo(vocab_size=lra.BYTE_VOCAB_SIZE, num_classes=2, seq_len=seq_len,

@@ -142,9 +142,6 @@ class Trainer:
         lambda: _seed_keys(config), out_shardings=(seed_sh, seed_sh))()
     self._seed_sh = seed_sh
 
-  def local_batch_size(self, global_size: int) -> int:
-    return global_size // jax.process_count()
-
   def init_state(self):
     """Freshly initialised states of every seed (leading seed axis)."""
     example = self.train_source[0]
