@@ -2,7 +2,7 @@
 
 import pytest
 
-from experiments import favor_s_lra, synthetic
+from experiments import favor_s_lra, mimoconv_cifar, mimoconv_mnist, synthetic
 from mimojax.train import loop
 
 LRA_ARGS = favor_s_lra.get_sweep() + [
@@ -28,3 +28,26 @@ def test_synthetic_configs_validate(model, task):
 def test_sweep_has_every_table2_row_once():
   rows = favor_s_lra.get_sweep()
   assert len(rows) == len(set(rows)) == 5 + 2 * 5 * 6
+
+
+@pytest.mark.parametrize("arg", [
+    "model=wide_resnet", "model=wide_isonet,dataset=cifar10", "model=mimoconv,n=2",
+    "model=mimoconv,n=4,dynamic,paper_decay", "model=mimoconv,n=4,smoke"])
+def test_mimoconv_cifar_configs_validate(arg):
+  loop.validate(mimoconv_cifar.get_config(arg))
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("data", ["mnist", "mnist_5k"])
+def test_mimoconv_mnist_configs_validate(n, data):
+  config = mimoconv_mnist.get_config(f"n={n},data={data},seeds=3")
+  loop.validate(config)
+  assert config.eval.inputs_per_pass == tuple(d for d in (1, 2, 4, 8) if d < n and n % d == 0)
+
+
+@pytest.mark.parametrize("arg, match", [
+    ("model=wide_resnet,n=2", "no superposition"), ("model=mimoconv,n=1,dynamic", "n > 1"),
+    ("n=3", r"n=3 is not allowed; choose from \[1, 2, 4\]"), ("dataset=imagenet", "dataset")])
+def test_mimoconv_cifar_bad_arguments(arg, match):
+  with pytest.raises(ValueError, match=match):
+    mimoconv_cifar.get_config(arg)

@@ -28,6 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data.seq_len = ml_collections.config_dict.placeholder(int)  # None: the task's length
   c.data.max_length = ml_collections.config_dict.placeholder(int)  # bytes per document
   c.data.validation_size = 0  # image tasks: last k train examples form the validation split
+  c.data.augment = True  # image tasks: the dataset's training augmentation (flips, crops)
 
   c.model = ml_collections.ConfigDict()
   c.model.name = "transformer"
@@ -68,6 +69,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.mimo.curriculum_fraction = 0.0  # App. F.1: first fraction of steps on the M/2 x N/2 sub-grid
   c.mimo.inputs_per_pass = ml_collections.config_dict.placeholder(int)  # MIMOConv; None: N
   c.mimo.key_mu = 0.1  # MIMOConv binding-key orthonormality weight (App. B.3)
+  c.mimo.slow_fraction = 0.0  # MIMOConv dynamic training: share of batches in slow mode
+  c.mimo.slow_inputs_per_pass = 1  # inputs per pass of a slow-mode batch (official sup_low)
 
   c.opt = ml_collections.ConfigDict()
   c.opt.name = "adamw"  # adamw | sgd
@@ -83,6 +86,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.opt.anneal = "cos"  # one_cycle annealing: cos | linear
   c.opt.cycle_momentum = False  # one_cycle: b1/momentum 0.95 -> 0.85 -> 0.95
   c.opt.grad_clip_norm = 0.0  # 0: off
+  c.opt.decay_exempt = r"(^|/)(bias|scale|slope|threshold)$"  # regex on param paths: no decay
 
   c.train = ml_collections.ConfigDict()
   c.train.batch_size = 32  # global batch (all processes, all data shards)
@@ -90,11 +94,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.train.num_epochs = -1
   c.train.log_every_steps = 50
   c.train.max_nonfinite_steps = 20  # consecutive skipped (NaN/Inf) updates before stopping
+  c.train.passes_per_epoch = 1  # data traversals per epoch (MIMOConv: N, App. E.1)
+  c.train.mixup_alpha = 0.0  # image tasks: mixup Beta(alpha, alpha) before superposition; 0 off
+  c.train.grad_skip_factor = 0.0  # skip batches with grad norm >= factor x last epoch's mean; 0 off
 
   c.eval = ml_collections.ConfigDict()
   c.eval.every_steps = 1000
   c.eval.batch_size = 100
   c.eval.splits = ("test",)
+  c.eval.inputs_per_pass = ()  # MIMOConv: extra modes n reported as accuracy/inputs_per_pass=n
 
   c.seeds = ml_collections.ConfigDict()
   c.seeds.num = 1

@@ -67,23 +67,15 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
+from mimojax.data import images
 from mimojax.data import listops
 from mimojax.data import lra
 from mimojax.data import pathfinder
 from mimojax.data import synthetic
+from mimojax.data.info import DataInfo
 
 _VERSION = tfds.core.Version("1.0.0")
 _RELEASE_NOTES = {"1.0.0": "Initial release."}
-
-
-@dataclasses.dataclass(frozen=True)
-class DataInfo:
-  """What a model and a train loop need to know about a split (CONTRACT item 3)."""
-  vocab_size: int
-  num_classes: int
-  seq_len: int
-  task_type: str
-  num_examples: int
 
 
 @dataclasses.dataclass(eq=False)
@@ -276,15 +268,17 @@ _OVERRIDES = {
 _MANUAL = (lra.LraRetrieval, lra.LraPathfinder)
 _VIEWED = ("lra_text", "lra_image", "lra_retrieval", "lra_pathfinder", "pathfinder_gen")
 _PIXELS = pathfinder.Params.size ** 2
+# every data.name load_split accepts
+DATASETS = tuple(sorted(_BUILDERS)) + tuple(lra.TFDS_SPLITS) + images.IMAGE_DATASETS
 
 
 def builder_config(data_config) -> tuple[type, tfds.core.BuilderConfig]:
   """Builder class and config named by ``data_config`` (variant + seed + overrides)."""
   name = data_config.get("name")
   if name not in _BUILDERS:
-    raise ValueError(f"data.name={name!r}; allowed: {sorted(_BUILDERS)}"
-                     + (" (lra_text / lra_image read tfds's own builders)"
-                        if name in lra.TFDS_SPLITS else ""))
+    raise ValueError(f"data.name={name!r}; allowed: {list(DATASETS)}"
+                     + (f" ({name} reads tfds's own builder, no generation)"
+                        if name in DATASETS else ""))
   cls = _BUILDERS[name]
   configs = {c.name: c for c in cls.BUILDER_CONFIGS}
   variant = data_config.get("variant") or cls.BUILDER_CONFIGS[0].name
@@ -359,6 +353,8 @@ def load_split(data_config, split: str):
   "inputs2": int32[L], "label": int32[]}.
   """
   name = data_config.get("name")
+  if name in images.IMAGE_DATASETS:
+    return images.load_image_split(data_config, split)
   if name in lra.TFDS_SPLITS:
     return _load_tfds_task(data_config, split)
   lengths = _lengths(data_config) if name in _VIEWED else None

@@ -43,7 +43,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mimojax.data.builders import DataInfo
+from mimojax.data.info import DataInfo
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2

@@ -8,7 +8,10 @@ exactly the single-process batch.
 
 Train. Epoch e visits the examples in a permutation drawn with grain's index shuffle seeded by
 (h(seed) + e) mod 2**32, where h hashes the user seed (numpy ``SeedSequence``) so that nearby
-seeds do not share shifted epoch orders; each epoch yields ``len(source) // batch_size`` full
+seeds do not share shifted epoch orders. An optional ``augment(images, rng) -> images`` (e.g.
+``images.augmentation(name)``) is applied to each example's ``inputs`` with a generator grain
+derives from (seed, position in the stream), so every epoch sees fresh augmentations and
+resuming or splitting over processes reproduces them. Each epoch yields ``len(source) // batch_size`` full
 global batches (the remainder of the epoch is dropped) and the stream repeats forever. The
 iterator's ``get_state()`` is a small JSON-serialisable dict; ``set_state`` on a fresh
 iterator built with the same arguments resumes the exact batch sequence (and grain's
@@ -35,8 +38,18 @@ def shuffle_seed(seed: int) -> int:
   return int(np.random.SeedSequence(seed).generate_state(1, np.uint32)[0])
 
 
+class _AugmentInputs:
+  """Example -> example with ``augment`` applied to its ``inputs`` (one image)."""
+
+  def __init__(self, augment):
+    self._augment = augment
+
+  def __call__(self, example: dict, rng: np.random.Generator) -> dict:
+    return {**example, "inputs": self._augment(example["inputs"][None], rng)[0]}
+
+
 def train_batches(source, batch_size: int, seed: int, process_index: int = 0,
-                  process_count: int = 1) -> grain.DatasetIterator:
+                  process_count: int = 1, augment=None) -> grain.DatasetIterator:
   """Infinite iterator of this process's slices of shuffled global batches (see module doc).
 
   Yields dicts of stacked arrays with leading axis ``batch_size // process_count``.
@@ -46,7 +59,10 @@ def train_batches(source, batch_size: int, seed: int, process_index: int = 0,
   if steps == 0:
     raise ValueError(f"batch_size={batch_size} > number of examples {len(source)}")
   ds = grain.MapDataset.source(source).shuffle(seed=shuffle_seed(seed))
-  ds = ds[:steps * batch_size].batch(local, drop_remainder=True)
+  ds = ds[:steps * batch_size]
+  if augment is not None:
+    ds = ds.random_map(_AugmentInputs(augment), seed=shuffle_seed(seed + 1))
+  ds = ds.batch(local, drop_remainder=True)
   ds = ds[process_index::process_count].repeat(None)
   return iter(ds.to_iter_dataset(_READ_OPTIONS))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 
 import jax
 import jax.numpy as jnp
@@ -42,10 +43,16 @@ def _positive(name, value):
     raise ValueError(f"{name}={value!r} must be a positive integer")
 
 
+def steps_per_epoch(config, num_train_examples: int) -> int:
+  """Steps of one epoch: `train.passes_per_epoch` traversals of the train split in full
+  batches (MIMOConv traverses the data N times per epoch, App. E.1)."""
+  return config.train.passes_per_epoch * (num_train_examples // config.train.batch_size)
+
+
 def total_steps(config, num_train_examples: int) -> int:
   """Training length in steps: `train.num_steps`, or `train.num_epochs` whole epochs."""
   if config.train.num_epochs >= 0:
-    return config.train.num_epochs * (num_train_examples // config.train.batch_size)
+    return config.train.num_epochs * steps_per_epoch(config, num_train_examples)
   return config.train.num_steps
 
 
@@ -65,12 +72,26 @@ def validate(config) -> None:
     raise ValueError("set exactly one of train.num_steps and train.num_epochs (the other -1); "
                      f"got {config.train.num_steps} and {config.train.num_epochs}")
   for name in ("train.batch_size", "train.log_every_steps", "train.max_nonfinite_steps",
-               "eval.every_steps", "eval.batch_size", "seeds.num", "mesh.seed",
+               "train.passes_per_epoch", "eval.every_steps", "eval.batch_size", "seeds.num", "mesh.seed",
                "checkpoint.every_steps", "checkpoint.keep"):
     group, field = name.split(".")
     _positive(name, config[group][field])
   for split in config.eval.splits:
     _choose("eval.splits", split, ALLOWED_SPLITS)
+  for name in ("train.mixup_alpha", "train.grad_skip_factor"):
+    group, field = name.split(".")
+    if not config[group][field] >= 0:
+      raise ValueError(f"{name}={config[group][field]} must be >= 0 (0: off)")
+  if config.train.mixup_alpha > 0 and config.data.name not in data_lib.images.IMAGE_DATASETS:
+    raise ValueError(f"train.mixup_alpha={config.train.mixup_alpha} needs an image dataset; "
+                     f"data.name={config.data.name!r} is not one of "
+                     f"{list(data_lib.images.IMAGE_DATASETS)} (set it to 0)")
+  try:
+    re.compile(config.opt.decay_exempt)
+  except re.error as e:
+    raise ValueError(f"opt.decay_exempt={config.opt.decay_exempt!r} is not a regular "
+                     f"expression: {e}") from None
+  _validate_inputs_per_pass(config)
   if config.seeds.num % config.mesh.seed:
     raise ValueError(f"seeds.num={config.seeds.num} must be divisible by "
                      f"mesh.seed={config.mesh.seed}")
@@ -87,6 +108,23 @@ def validate(config) -> None:
     if config[group][field] % shards:
       raise ValueError(f"{name}={config[group][field]} must be divisible by the {shards} "
                        "devices of the data axis")
+
+
+def _validate_inputs_per_pass(config) -> None:
+  """Dynamic MIMOConv fields: slow-mode training and the evaluated inputs-per-pass modes."""
+  if not 0.0 <= config.mimo.slow_fraction <= 1.0:
+    raise ValueError(f"mimo.slow_fraction={config.mimo.slow_fraction} must be in [0, 1]")
+  modes = {"eval.inputs_per_pass": tuple(config.eval.inputs_per_pass)}
+  if config.mimo.slow_fraction > 0:
+    modes["mimo.slow_inputs_per_pass"] = (config.mimo.slow_inputs_per_pass,)
+  divisors = [d for d in range(1, config.mimo.n + 1) if config.mimo.n % d == 0]
+  for name, values in modes.items():
+    if values and config.model.name != "mimoconv":
+      raise ValueError(f"{name} is for model.name='mimoconv', got {config.model.name!r}")
+    for n in values:
+      if n not in divisors:
+        raise ValueError(f"{name} value {n!r} must divide mimo.n={config.mimo.n}; "
+                         f"allowed: {divisors}")
 
 
 def _to_host(tree):
@@ -126,17 +164,32 @@ class Trainer:
     seed_sh = mesh_lib.seed_sharding(self.mesh)
     batch_sh = mesh_lib.batch_sharding(self.mesh)
     task = self.info.task_type
+    epoch_steps = max(steps_per_epoch(config, len(self.train_source)), 1)
 
     def compiled_train_step(model):
-      fn = jax.vmap(step.make_train_step(model, self.tx, task), in_axes=(0, None, 0))
-      return jax.jit(fn, in_shardings=(seed_sh, batch_sh, seed_sh),
+      fn = step.make_train_step(model, self.tx, task, mixup_alpha=config.train.mixup_alpha,
+                                grad_skip_factor=config.train.grad_skip_factor,
+                                steps_per_epoch=epoch_steps)
+      return jax.jit(jax.vmap(fn, in_axes=(0, None, 0)),
+                     in_shardings=(seed_sh, batch_sh, seed_sh),
                      out_shardings=(seed_sh, seed_sh), donate_argnums=0)
+
+    def compiled_eval_step(model):
+      return jax.jit(jax.vmap(step.make_eval_step(model, task), in_axes=(0, None)),
+                     in_shardings=(seed_sh, batch_sh), out_shardings=seed_sh)
 
     self.train_step = compiled_train_step(self.model)
     self.warmup_train_step = (compiled_train_step(self.model.clone(curriculum=True))
                               if self.curriculum_steps else None)
-    self.eval_step = jax.jit(jax.vmap(step.make_eval_step(self.model, task), in_axes=(0, None)),
-                             in_shardings=(seed_sh, batch_sh), out_shardings=seed_sh)
+    # dynamic MIMOConv: slow-mode batches (fewer inputs per pass) with this probability
+    self.slow_train_step = (
+        compiled_train_step(self.model.clone(
+            inputs_per_pass=config.mimo.slow_inputs_per_pass))
+        if config.mimo.slow_fraction > 0 else None)
+    self.eval_step = compiled_eval_step(self.model)
+    self.mode_eval_steps = {n: compiled_eval_step(self.model.clone(inputs_per_pass=n))
+                            for n in config.eval.inputs_per_pass}
+    self.augment = data_lib.train_augmentation(config.data)
     # built inside jit: device_put cannot target devices of other processes
     self.init_keys, self.train_keys = jax.jit(
         lambda: _seed_keys(config), out_shardings=(seed_sh, seed_sh))()
@@ -153,27 +206,45 @@ class Trainer:
   def train_iterator(self):
     return data_lib.train_batches(
         self.train_source, self.config.train.batch_size, self.config.data.shuffle_seed,
-        process_index=jax.process_index(), process_count=jax.process_count())
+        process_index=jax.process_index(), process_count=jax.process_count(),
+        augment=self.augment)
+
+  def is_slow_step(self, step_index: int) -> bool:
+    """Whether batch `step_index` trains in slow mode: a draw seeded by (seed, step), so a
+    resumed run makes the same choices (every model seed of the run shares them)."""
+    fraction = self.config.mimo.slow_fraction
+    return fraction > 0 and np.random.default_rng([self.config.seed, step_index]).random() < fraction
 
   def step_fn(self, step_index: int):
     if step_index < self.curriculum_steps:
       return self.warmup_train_step
+    if self.is_slow_step(step_index):
+      return self.slow_train_step
     return self.train_step
 
   def evaluate(self, state, split: str) -> dict:
-    """Accuracy and loss on a whole split, per seed, pooled over examples."""
+    """Accuracy and loss on a whole split, per seed, pooled over examples; plus
+    `accuracy/inputs_per_pass=<n>` for every `eval.inputs_per_pass` mode."""
+    totals = self._eval_sums(self.eval_step, state, split)
+    out = metrics_lib.summarize_seeds("accuracy", totals["correct"] / totals["weight"])
+    out.update(metrics_lib.summarize_seeds("loss", totals["loss"] / totals["weight"]))
+    for n, eval_step in self.mode_eval_steps.items():
+      totals = self._eval_sums(eval_step, state, split)
+      out.update(metrics_lib.summarize_seeds(f"accuracy/inputs_per_pass={n}",
+                                             totals["correct"] / totals["weight"]))
+    return out
+
+  def _eval_sums(self, eval_step, state, split: str) -> dict:
     totals = None
     batches = data_lib.eval_batches(
         self.eval_sources[split], self.config.eval.batch_size,
         process_index=jax.process_index(), process_count=jax.process_count())
     for local in batches:
-      sums = self.eval_step(state, mesh_lib.global_batch(local, self.mesh))
+      sums = eval_step(state, mesh_lib.global_batch(local, self.mesh))
       totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = _to_host(totals)
-    weight = np.maximum(totals["weight"], 1e-9)
-    out = metrics_lib.summarize_seeds("accuracy", totals["correct"] / weight)
-    out.update(metrics_lib.summarize_seeds("loss", totals["loss"] / weight))
-    return out
+    totals["weight"] = np.maximum(totals["weight"], 1e-9)
+    return totals
 
 
 def train_and_evaluate(config, workdir: str):

@@ -13,6 +13,7 @@ Schedules:
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -24,9 +25,9 @@ ALLOWED_OPTIMIZERS = ("adamw", "sgd")
 ALLOWED_SCHEDULES = ("constant", "warmup_linear", "warmup_cosine", "one_cycle")
 ALLOWED_ANNEAL = ("cos", "linear")
 
-# Parameters whose leaf name matches are exempt from weight decay (biases, norm scales,
-# PReLU/SReLU slopes): decoupled decay applies to kernels, embeddings and binding keys.
-_NO_DECAY = re.compile(r"^(bias|scale|slope|threshold)$")
+# `opt.decay_exempt`: parameters whose '/'-joined path matches (re.search) get no weight
+# decay. Default: biases, norm scales and PReLU/SReLU slopes/thresholds.
+DEFAULT_DECAY_EXEMPT = r"(^|/)(bias|scale|slope|threshold)$"
 
 
 def _anneal(kind: str, start: float, end: float, frac):
@@ -75,16 +76,32 @@ def learning_rate_schedule(opt, total_steps: int):
   return one_cycle(total_steps, peak, opt.warmup_fraction, opt.anneal)
 
 
-def weight_decay_mask(params):
-  """True for leaves that receive weight decay (everything but biases/norm scales/slopes)."""
+_ScheduleState = type(optax.WrappedSchedule(lambda count: count).init())
+
+
+def advance_schedules(opt_state):
+  """`opt_state` with every injected schedule one step on and nothing else changed: what a
+  skipped batch does to the optimiser (torch's scheduler steps on skipped batches too)."""
+  return jax.tree.map(
+      lambda node: (node._replace(count=node.count + 1)
+                    if isinstance(node, _ScheduleState) else node),
+      opt_state, is_leaf=lambda node: isinstance(node, _ScheduleState))
+
+
+def weight_decay_mask(params, exempt: str = DEFAULT_DECAY_EXEMPT):
+  """True for leaves that receive weight decay: those whose path does not match `exempt`."""
+  pattern = re.compile(exempt)
+
   def keep(path, _):
-    return not _NO_DECAY.match(str(getattr(path[-1], "key", path[-1])))
+    return not pattern.search("/".join(str(getattr(k, "key", k)) for k in path))
   return jax.tree_util.tree_map_with_path(keep, params)
 
 
 def make_optimizer(opt, total_steps: int) -> optax.GradientTransformation:
   """optax optimiser for `config.opt` over `total_steps` steps."""
   lr = learning_rate_schedule(opt, total_steps)
+  exempt = opt.get("decay_exempt", DEFAULT_DECAY_EXEMPT)
+  mask = functools.partial(weight_decay_mask, exempt=exempt)
   momentum = opt.b1
   if opt.schedule == "one_cycle" and opt.cycle_momentum:
     momentum = one_cycle(total_steps, opt.learning_rate, opt.warmup_fraction, opt.anneal,
@@ -92,11 +109,11 @@ def make_optimizer(opt, total_steps: int) -> optax.GradientTransformation:
   if opt.name == "adamw":
     core = optax.inject_hyperparams(optax.adamw, static_args=("mask",))(
         learning_rate=lr, b1=momentum, b2=opt.b2, eps=opt.eps,
-        weight_decay=opt.weight_decay, mask=weight_decay_mask)
+        weight_decay=opt.weight_decay, mask=mask)
   else:
     # L2 decay added to the gradient before momentum, as torch.optim.SGD does.
     core = optax.chain(
-        optax.add_decayed_weights(opt.weight_decay, mask=weight_decay_mask),
+        optax.add_decayed_weights(opt.weight_decay, mask=mask),
         optax.inject_hyperparams(optax.sgd)(learning_rate=lr, momentum=momentum))
   if opt.grad_clip_norm > 0:
     return optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), core)

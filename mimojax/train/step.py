@@ -2,6 +2,15 @@
 
 Every array in `TrainState` carries a leading seed axis when it goes through
 `seed_vmap` (see `mimojax.train.loop`); the functions here see one model.
+
+The training objective is the task loss (cross-entropy; with mixup, the lam-weighted pair
+of cross-entropies of paper App. E.1) plus `model.regularization_loss(params, model_state)`
+for models that define it (MIMOConv / WideIsoNet: gamma * isometry + mu * key penalty, App.
+B.2-B.3). A batch is skipped -- parameters, optimiser moments and BatchNorm statistics
+unchanged, the learning-rate schedule still advanced as torch's `scheduler.step()` is -- when
+its loss or gradient norm is NaN/Inf, or, with `grad_skip_factor > 0`, when its gradient norm
+reaches `grad_skip_factor` times the mean gradient norm of the previous epoch's accepted
+batches (App. E.1; no limit in the first epoch).
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import jax.numpy as jnp
 import optax
 
 from mimojax import ops
+from mimojax.train import optim
 
 
 @flax.struct.dataclass
@@ -25,6 +35,9 @@ class TrainState:
   model_state: Any  # non-trainable collections: "constants" (frozen), "batch_stats"
   nonfinite_total: jax.Array  # updates skipped because loss or gradients were NaN/Inf
   nonfinite_streak: jax.Array  # consecutive skipped updates (the loop stops past a limit)
+  grad_norm_limit: jax.Array  # batches with a gradient norm >= this are skipped (inf: none)
+  grad_norm_sum: jax.Array  # sum and count of accepted gradient norms in the current epoch
+  grad_norm_count: jax.Array
 
 
 def model_inputs(batch: dict) -> dict:
@@ -57,47 +70,83 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Arra
   params = variables.pop("params")
   zero = jnp.zeros((), jnp.int32)
   return TrainState(step=zero, params=params, opt_state=tx.init(params),
-                    model_state=variables, nonfinite_total=zero, nonfinite_streak=zero)
+                    model_state=variables, nonfinite_total=zero, nonfinite_streak=zero,
+                    grad_norm_limit=jnp.array(jnp.inf, jnp.float32),
+                    grad_norm_sum=jnp.zeros((), jnp.float32), grad_norm_count=zero)
 
 
-def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_type: str):
+def _grad_norm_limit(state: TrainState, factor: float, steps_per_epoch: int):
+  """(limit, sum, count) for this step: at each epoch start the limit becomes factor x the
+  mean accepted gradient norm of the epoch that ended (inf if it accepted none)."""
+  if factor <= 0:
+    return state.grad_norm_limit, state.grad_norm_sum, state.grad_norm_count
+  new_epoch = (state.step > 0) & (state.step % steps_per_epoch == 0)
+  count = state.grad_norm_count
+  mean = state.grad_norm_sum / jnp.maximum(count, 1).astype(jnp.float32)
+  limit = jnp.where(count > 0, factor * mean, jnp.inf)
+  return (jnp.where(new_epoch, limit, state.grad_norm_limit),
+          jnp.where(new_epoch, 0.0, state.grad_norm_sum),
+          jnp.where(new_epoch, 0, count))
+
+
+def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_type: str, *,
+                    mixup_alpha: float = 0.0, grad_skip_factor: float = 0.0,
+                    steps_per_epoch: int = 1):
   """Returns train_step(state, batch, rng) -> (state, metrics) for one model.
 
-  The per-step randomness is fold_in(rng, step). An update whose loss or gradients are
-  not finite is skipped (parameters and optimiser state unchanged) and counted.
+  The per-step randomness is fold_in(rng, step). See the module doc for the objective and
+  the batch-skipping rules; `steps_per_epoch` delimits the epochs of the gradient-norm rule.
   """
+  regularized = hasattr(model, "regularization_loss")
 
   def loss_fn(params, model_state, batch, rng):
+    targets, weights = targets_and_weights(batch, task_type)
+    inputs = model_inputs(batch)
+    if mixup_alpha > 0:
+      rng, mixup_rng = jax.random.split(rng)
+      inputs["inputs"], targets, targets_b, lam = ops.mixup(
+          mixup_rng, inputs["inputs"], targets, mixup_alpha)
     dropout_rng, features_rng = jax.random.split(rng)
     mutable = [k for k in model_state if k != "constants"]
     logits, updates = model.apply(
-        {"params": params, **model_state}, **model_inputs(batch), train=True,
+        {"params": params, **model_state}, **inputs, train=True,
         rngs={"dropout": dropout_rng, "features": features_rng}, mutable=mutable)
-    targets, weights = targets_and_weights(batch, task_type)
     loss = ops.cross_entropy(logits, targets, weights)
     acc = ops.accuracy(logits, targets, weights)
-    return loss, (acc, updates)
+    if mixup_alpha > 0:
+      loss = lam * loss + (1 - lam) * ops.cross_entropy(logits, targets_b, weights)
+      acc = lam * acc + (1 - lam) * ops.accuracy(logits, targets_b, weights)
+    reg = model.regularization_loss(params, model_state) if regularized else jnp.zeros(())
+    return loss + reg, (loss, reg, acc, updates)
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
     rng = jax.random.fold_in(rng, state.step)
-    (loss, (acc, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, state.model_state, batch, rng)
-    grad_norm = optax.global_norm(grads)
-    finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+    (objective, (loss, reg, acc, updates)), grads = jax.value_and_grad(
+        loss_fn, has_aux=True)(state.params, state.model_state, batch, rng)
+    grad_norm = optax.tree.norm(grads)
+    finite = jnp.isfinite(objective) & jnp.isfinite(grad_norm)
+    limit, norm_sum, norm_count = _grad_norm_limit(state, grad_skip_factor, steps_per_epoch)
+    accept = finite & (grad_norm < limit)
     deltas, new_opt_state = tx.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, deltas)
     new_model_state = {**state.model_state, **updates}
-    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)
-    skipped = (~finite).astype(jnp.int32)
+    keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(accept, a, b), new, old)
+    nonfinite = (~finite).astype(jnp.int32)
     state = TrainState(
         step=state.step + 1,
         params=keep(new_params, state.params),
-        opt_state=keep(new_opt_state, state.opt_state),
+        opt_state=keep(new_opt_state, optim.advance_schedules(state.opt_state)),
         model_state=keep(new_model_state, state.model_state),
-        nonfinite_total=state.nonfinite_total + skipped,
-        nonfinite_streak=(state.nonfinite_streak + skipped) * skipped)
+        nonfinite_total=state.nonfinite_total + nonfinite,
+        nonfinite_streak=(state.nonfinite_streak + nonfinite) * nonfinite,
+        grad_norm_limit=limit,
+        grad_norm_sum=norm_sum + jnp.where(accept, grad_norm, 0.0),
+        grad_norm_count=norm_count + accept.astype(jnp.int32))
     metrics = {"loss": loss, "accuracy": acc, "grad_norm": grad_norm,
-               "skipped": skipped.astype(jnp.float32)}
+               "skipped": nonfinite.astype(jnp.float32),
+               "skipped_grad_norm": (finite & ~accept).astype(jnp.float32)}
+    if regularized:
+      metrics["regularization"] = reg
     return state, metrics
 
   return train_step

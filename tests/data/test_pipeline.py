@@ -127,3 +127,60 @@ def test_with_tfds_source(tmp_path):
   test, _ = load_split(cfg, "test")
   batches = list(eval_batches(test, 4))
   assert len(batches) == 3 and sum(int(b["valid"].sum()) for b in batches) == 10
+
+
+def _image_source(n=24):
+  """Images whose pixel [0, 0, 0] holds the index (the rest zero): flips/crops move it."""
+  out = []
+  for i in range(n):
+    image = np.zeros((4, 4, 1), np.float32)
+    image[0, 0, 0] = i + 1
+    out.append({"inputs": image, "label": np.int32(i % 3)})
+  return out
+
+
+def _shift_augment(images, rng):
+  """A stand-in augmentation: a random circular shift per image (keeps the pixel sum)."""
+  shifts = rng.integers(0, 4, len(images))
+  return np.stack([np.roll(x, s, axis=1) for x, s in zip(images, shifts)])
+
+
+def test_augmentation_is_fresh_per_epoch_resumable_and_process_split():
+  source = _image_source()
+  batches = _take(train_batches(source, 8, seed=1, augment=_shift_augment), 9)
+  plain = _take(train_batches(source, 8, seed=1), 9)
+  for aug, ref in zip(batches, plain):  # same examples in the same order, only moved
+    np.testing.assert_array_equal(aug["label"], ref["label"])
+    np.testing.assert_allclose(aug["inputs"].sum((1, 2, 3)), ref["inputs"].sum((1, 2, 3)))
+  # epoch 0 and epoch 1 hold the same 24 images but (almost surely) different shifts
+  first = {int(x.sum()): x for b in batches[:3] for x in b["inputs"]}
+  second = {int(x.sum()): x for b in batches[3:6] for x in b["inputs"]}
+  assert first.keys() == second.keys()
+  assert any(not np.array_equal(first[k], second[k]) for k in first)
+
+  it = train_batches(source, 8, seed=1, augment=_shift_augment)
+  _take(it, 4)
+  resumed = train_batches(source, 8, seed=1, augment=_shift_augment)
+  resumed.set_state(json.loads(json.dumps(it.get_state())))
+  for a, b in zip(_take(resumed, 5), batches[4:]):
+    np.testing.assert_array_equal(a["inputs"], b["inputs"])
+
+  parts = [_take(train_batches(source, 8, seed=1, process_index=p, process_count=2,
+                               augment=_shift_augment), 9) for p in range(2)]
+  for k, whole in enumerate(batches):
+    np.testing.assert_array_equal(
+        np.concatenate([parts[0][k]["inputs"], parts[1][k]["inputs"]]), whole["inputs"])
+
+
+def test_load_split_serves_image_datasets_with_their_augmentation():
+  from mimojax.data import train_augmentation  # pylint: disable=g-import-not-at-top
+  config = ml_collections.ConfigDict({"name": "digits"})
+  source, info = load_split(config, "train")
+  assert (info.num_classes, info.image_shape, info.task_type) == (10, (20, 20, 1),
+                                                                 "classification")
+  assert source[0]["inputs"].shape == (20, 20, 1)
+  assert train_augmentation(config) is not None
+  assert train_augmentation(ml_collections.ConfigDict({"name": "digits", "augment": False})) is None
+  assert train_augmentation(ml_collections.ConfigDict({"name": "listops"})) is None
+  with pytest.raises(ValueError, match="mnist_5k"):
+    load_split(ml_collections.ConfigDict({"name": "nope"}), "train")

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mimojax import ops
-from mimojax.data.builders import DataInfo
+from mimojax.data import DataInfo
 from mimojax.models.wide_resnet import MIMOConv
 from mimojax.models.wide_resnet import WideResNet
 from mimojax.models.wide_resnet import mimoconv

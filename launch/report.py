@@ -1,0 +1,108 @@
+"""Final results of finished runs as a markdown table, and optionally a plot.
+
+    python launch/report.py runs/mnist_study/n-*                       # table
+    python launch/report.py runs/mnist_study/n-* --x=mimo.n --plot=docs/figures/mnist.png
+    python launch/report.py RUN... --split=validation --metric=accuracy/inputs_per_pass=1
+
+For every workdir it reads `config.json` and the last `<split>` line of `metrics.jsonl`
+(DESIGN.md section 4) and prints one row: the workdir, the step, the metric in percent as
+mean +- std over seeds and the per-seed values. `--x=a.b` adds the config value a.b as a
+column; with `--plot` the rows become a line plot of the metric against it (error bars: std
+over seeds; needs matplotlib, `pip install -e ".[plot]"`). `--json` writes the rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def final_row(workdir: str, split: str, metric: str) -> dict:
+  """{'workdir', 'step', 'mean', 'std', 'per_seed', 'config'} of the last `split` line."""
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.isfile(path):
+    raise ValueError(f"{workdir}: no metrics.jsonl (is it a mimojax workdir?)")
+  with open(path) as f:
+    rows = [json.loads(line) for line in f if line.strip()]
+  rows = [r for r in rows if r.get("split") == split and metric in r]
+  if not rows:
+    raise ValueError(f"{workdir}: no '{split}' line with {metric!r} in metrics.jsonl")
+  last = rows[-1]
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = json.load(f)
+  per_seed = last.get(f"{metric}_per_seed", [last[metric]])
+  return {"workdir": workdir, "step": last["step"], "mean": last[metric],
+          "std": last.get(f"{metric}_std", 0.0), "per_seed": per_seed, "config": config}
+
+
+def config_value(config: dict, dotted: str):
+  value = config
+  for part in dotted.split("."):
+    if not isinstance(value, dict) or part not in value:
+      raise ValueError(f"config.json has no field {dotted!r}")
+    value = value[part]
+  return value
+
+
+def table(rows: list[dict], x: str | None, metric: str) -> str:
+  head = ["run"] + ([x] if x else []) + ["step", f"{metric} (%)", "per seed (%)"]
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for r in rows:
+    cells = [os.path.basename(os.path.normpath(r["workdir"]))]
+    if x:
+      cells.append(str(config_value(r["config"], x)))
+    cells += [str(r["step"]), f"{100 * r['mean']:.1f} +- {100 * r['std']:.1f}",
+              " / ".join(f"{100 * v:.1f}" for v in r["per_seed"])]
+    lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines)
+
+
+def plot(rows: list[dict], x: str, metric: str, path: str, title: str | None) -> None:
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  points = sorted((config_value(r["config"], x), 100 * r["mean"], 100 * r["std"]) for r in rows)
+  xs, ys, es = zip(*points)
+  fig, ax = plt.subplots(figsize=(5, 3.5))
+  ax.errorbar(range(len(xs)), ys, yerr=es, marker="o", capsize=3)
+  ax.set_xticks(range(len(xs)), [str(v) for v in xs])
+  ax.set_xlabel(x)
+  ax.set_ylabel(f"{metric} (%)")
+  ax.grid(alpha=0.3)
+  if title:
+    ax.set_title(title)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("workdirs", nargs="+")
+  parser.add_argument("--split", default="test")
+  parser.add_argument("--metric", default="accuracy")
+  parser.add_argument("--x", help="config field shown as a column and used as the plot's x")
+  parser.add_argument("--plot", help="PNG path (needs --x)")
+  parser.add_argument("--title")
+  parser.add_argument("--json", help="write the rows (without configs) to this file")
+  args = parser.parse_args(argv)
+  try:
+    if args.plot and not args.x:
+      raise ValueError("--plot needs --x (the config field on the x axis)")
+    rows = [final_row(w, args.split, args.metric) for w in args.workdirs]
+    print(table(rows, args.x, args.metric))
+    if args.plot:
+      plot(rows, args.x, args.metric, args.plot, args.title)
+    if args.json:
+      with open(args.json, "w") as f:
+        json.dump([{k: v for k, v in r.items() if k != "config"} for r in rows], f, indent=1)
+  except ValueError as e:
+    print(f"report.py: {e}", file=sys.stderr)
+    return 2
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
