@@ -48,7 +48,8 @@ SHAPES = ("deep", "wide", "cpu")
 
 def get_config(arg=None):
   args = base.parse_arg(arg, task="listops", model="mimoformer", n=2, variant="att",
-                        shape="cpu", curriculum=False, seeds=1, smoke=False)
+                        shape="", curriculum=False, seeds=1, smoke=False)
+  args.shape = args.shape or ("cpu" if args.task == "listops" else "deep")
   base.check_allowed("task", args.task, TASKS)
   base.check_allowed("model", args.model, MODELS)
   base.check_allowed("n", args.n, (2, 4))
@@ -114,8 +115,12 @@ def get_config(arg=None):
     c.eval.batch_size = 160  # divisible by every grid (M * N <= 16)
     c.eval.every_steps = c.checkpoint.every_steps = 500
   if args.smoke:
+    # seconds on a CPU: ListOps tiny, byte documents cut to 64 bytes, pixel tasks unchanged
     c.data.variant = "tiny" if args.task == "listops" else c.data.variant
-    c.model.max_len = 64 if args.task == "listops" else c.model.max_len
+    if args.task in ("text", "retrieval"):
+      c.data.max_length = 64
+    if args.task in ("listops", "text", "retrieval"):
+      c.model.max_len = 64
     c.model.num_layers = 1
     c.model.num_heads = min(c.model.num_heads, 2)
     c.model.head_dim = min(c.model.head_dim, 16)

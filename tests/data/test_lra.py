@@ -233,3 +233,47 @@ def test_pathfinder_release_from_manual_dir(tmp_path):
                                                       for k, v in expected.items()}
   other = lra.split_indices(20, 4)
   assert sorted(other["train"].tolist()) != sorted(seen["train"])
+
+
+# ------------------------------------------------------------------ every task through training
+
+
+def _train_smoke(task, tmp_path, **data):
+  """`favor_s_lra.py:task=<task>,smoke` trained and evaluated by the loop main runs."""
+  from experiments import favor_s_lra  # pylint: disable=g-import-not-at-top
+  from mimojax.train import loop  # pylint: disable=g-import-not-at-top
+  config = favor_s_lra.get_config(f"task={task},smoke")
+  config.data.data_dir = str(tmp_path / "data")
+  config.data.update(data)
+  state = loop.train_and_evaluate(config, str(tmp_path / "run"))
+  rows = [__import__("json").loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+  evals = [r for r in rows if r["split"] in ("validation", "test")]
+  assert {r["step"] for r in evals} == {4, 8} and int(np.asarray(state.step)[0]) == 8
+  assert all(np.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1 for r in rows)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", ["text", "image"])
+def test_tfds_tasks_train_under_mock_data(task, tmp_path):
+  with tfds.testing.mock_data(num_examples=32):
+    _train_smoke(task, tmp_path)
+
+
+@pytest.mark.slow
+def test_retrieval_trains_from_manual_dir(tmp_path):
+  rng = np.random.default_rng(0)
+  words = ["graph", "neural", "parsing", "attention", "corpus", "kernel"]
+  doc = lambda: " ".join(rng.choice(words, 12))
+  root = tmp_path / "manual"
+  os.makedirs(root / "tsv_data")
+  for split, count in (("train", 32), ("eval", 8), ("test", 8)):
+    with open(root / "tsv_data" / f"new_aan_pairs.{split}.tsv", "w", encoding="utf-8") as f:
+      f.writelines(f"{i % 2}\tp{i}\tq{i}\t{doc()}\t{doc()}\n" for i in range(count))
+  _train_smoke("retrieval", tmp_path, manual_dir=str(root))
+
+
+@pytest.mark.slow
+def test_pathfinder_trains_from_release_files_and_from_our_generator(tmp_path):
+  _write_pathfinder(str(tmp_path / "release"), num=40)
+  _train_smoke("pathfinder", tmp_path / "release_run", manual_dir=str(tmp_path / "release"))
+  _train_smoke("pathfinder", tmp_path / "generated", name="pathfinder_gen", variant="tiny")
