@@ -1,0 +1,58 @@
+"""launch/report.py: the final metric of each workdir as a table, a plot and JSON."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+spec = importlib.util.spec_from_file_location("report", os.path.join(REPO, "launch",
+                                                                     "report.py"))
+report = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(report)
+
+
+def make_run(path, n, per_seed):
+  os.makedirs(path)
+  with open(path / "config.json", "w") as f:
+    json.dump({"mimo": {"n": n}}, f)
+  mean = sum(per_seed) / len(per_seed)
+  std = (sum((v - mean) ** 2 for v in per_seed) / len(per_seed)) ** 0.5
+  rows = [{"step": 5, "split": "test", "accuracy": 0.1, "accuracy_per_seed": [0.1] * 3},
+          {"step": 10, "split": "train", "accuracy": 0.99},
+          {"step": 10, "split": "test", "accuracy": mean, "accuracy_std": std,
+           "accuracy_per_seed": per_seed}]
+  with open(path / "metrics.jsonl", "w") as f:
+    f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
+def test_table_plot_and_json(tmp_path, capsys):
+  make_run(tmp_path / "n-4", 4, [0.80, 0.90, 0.85])
+  make_run(tmp_path / "n-1", 1, [0.98, 0.96, 0.97])
+  out = tmp_path / "rows.json"
+  argv = [str(tmp_path / "n-4"), str(tmp_path / "n-1"), "--x=mimo.n", f"--json={out}"]
+  try:
+    import matplotlib  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
+    argv.append(f"--plot={tmp_path / 'fig' / 'acc.png'}")
+  except ImportError:
+    pass
+  assert report.main(argv) == 0
+  lines = capsys.readouterr().out.splitlines()
+  assert lines[0] == "| run | mimo.n | step | accuracy (%) | per seed (%) |"
+  assert lines[2] == "| n-4 | 4 | 10 | 85.0 +- 4.1 | 80.0 / 90.0 / 85.0 |"
+  assert lines[3] == "| n-1 | 1 | 10 | 97.0 +- 0.8 | 98.0 / 96.0 / 97.0 |"
+  assert [r["mean"] for r in json.loads(out.read_text())] == pytest.approx([0.85, 0.97])
+  if argv[-1].startswith("--plot"):
+    assert os.path.getsize(tmp_path / "fig" / "acc.png") > 1000
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+  assert report.main([str(tmp_path)]) == 2
+  assert "no metrics.jsonl" in capsys.readouterr().err
+  make_run(tmp_path / "r", 2, [0.5])
+  assert report.main([str(tmp_path / "r"), "--metric=accuracy/inputs_per_pass=1"]) == 2
+  assert "no 'test' line" in capsys.readouterr().err
+  assert report.main([str(tmp_path / "r"), "--plot=x.png"]) == 2
+  assert report.main([str(tmp_path / "r"), "--x=mimo.m"]) == 2
+  assert "no field 'mimo.m'" in capsys.readouterr().err
