@@ -11,8 +11,9 @@ Train. Epoch e visits the examples in a permutation drawn with grain's index shu
 seeds do not share shifted epoch orders. An optional ``augment(images, rng) -> images`` (e.g.
 ``images.augmentation(name)``) is applied to each example's ``inputs`` with a generator grain
 derives from (seed, position in the stream), so every epoch sees fresh augmentations and
-resuming or splitting over processes reproduces them. Each epoch yields ``len(source) // batch_size`` full
-global batches (the remainder of the epoch is dropped) and the stream repeats forever. The
+resuming or splitting over processes reproduces them. Each epoch yields
+``len(source) // batch_size`` full global batches (the remainder of the epoch is dropped)
+and the stream repeats forever. The
 iterator's ``get_state()`` is a small JSON-serialisable dict; ``set_state`` on a fresh
 iterator built with the same arguments resumes the exact batch sequence (and grain's
 ``DatasetIterator`` also implements Orbax's ``save``/``load`` checkpointable API).

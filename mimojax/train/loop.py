@@ -72,8 +72,8 @@ def validate(config) -> None:
     raise ValueError("set exactly one of train.num_steps and train.num_epochs (the other -1); "
                      f"got {config.train.num_steps} and {config.train.num_epochs}")
   for name in ("train.batch_size", "train.log_every_steps", "train.max_nonfinite_steps",
-               "train.passes_per_epoch", "eval.every_steps", "eval.batch_size", "seeds.num", "mesh.seed",
-               "checkpoint.every_steps", "checkpoint.keep"):
+               "train.passes_per_epoch", "eval.every_steps", "eval.batch_size", "seeds.num",
+               "mesh.seed", "checkpoint.every_steps", "checkpoint.keep"):
     group, field = name.split(".")
     _positive(name, config[group][field])
   for split in config.eval.splits:
@@ -213,7 +213,8 @@ class Trainer:
     """Whether batch `step_index` trains in slow mode: a draw seeded by (seed, step), so a
     resumed run makes the same choices (every model seed of the run shares them)."""
     fraction = self.config.mimo.slow_fraction
-    return fraction > 0 and np.random.default_rng([self.config.seed, step_index]).random() < fraction
+    draw = np.random.default_rng([self.config.seed, step_index]).random()
+    return fraction > 0 and draw < fraction
 
   def step_fn(self, step_index: int):
     if step_index < self.curriculum_steps:
