@@ -71,6 +71,16 @@ def hrr_bind(x, keys, axis: int = -1):
   return jnp.fft.irfft(spectrum, n=d, axis=ax).astype(out_dtype)
 
 
+def circulant(keys):
+  """Circulant matrices ``C[..., i, j] = keys[..., (i - j) mod D]`` of keys ``(..., D)``, so
+  that ``C @ x`` is :func:`hrr_bind` of ``x`` with ``keys`` on the last axis (Eq. 5 as the
+  D x D product the paper's MAC count assumes)."""
+  keys = jnp.asarray(keys)
+  d = keys.shape[-1]
+  index = (jnp.arange(d)[:, None] - jnp.arange(d)[None, :]) % d
+  return keys[..., index]
+
+
 def hrr_unbind(s, keys, axis: int = -1):
   """HRR unbinding: circular correlation ``y[i] = sum_k keys[k] s[(i + k) mod D]``.
 
