@@ -1,6 +1,6 @@
 """MIMOConv inference throughput and MACs (paper Sec. 5.1, Table A2, App. E.2).
 
-    python benchmarks/mimoconv.py                 # throughput + MACs, ~3-5 min on 2 CPU cores
+    python benchmarks/mimoconv.py                 # throughput + MACs, ~5 min on 2 CPU cores
     python benchmarks/mimoconv.py --macs-only     # Table A2 / MNIST MAC reproduction, ~10 s
     python benchmarks/mimoconv.py --xla-macs      # ... plus XLA's cost analysis per model
 
@@ -12,8 +12,8 @@ statistics), compiled once before timing. Each round times every network once, i
 ``--repeats`` rounds and the speed-ups are ratios of those medians from this one run.
 Parameters are drawn with numpy into the init structure (``jax.eval_shape``; compiling the
 threefry initialisers of a 36M-parameter net costs ~25 s on CPU and values do not change the
-work). The batch of 16 keeps the 5.3 GMAC/image networks affordable on a laptop CPU and is
-divisible by every N.
+work). The batch of 64 divides by every N and gives N = 4 sixteen superpositions per pass
+(with 16 images, N = 4 runs 4-row convolutions and loses CPU efficiency: docs/benchmarks.md).
 
 Prints markdown tables and writes JSON to ``benchmarks/results/mimoconv.json``
 (``mimoconv_macs.json`` with ``--macs-only``).
@@ -186,7 +186,7 @@ def throughput_table(results: list[dict]) -> str:
 
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-  parser.add_argument("--batch", type=int, default=16, help="CIFAR-sized images per batch")
+  parser.add_argument("--batch", type=int, default=64, help="CIFAR-sized images per batch")
   parser.add_argument("--mnist-batch", type=int, default=256, help="MNIST images per batch")
   parser.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds")
   parser.add_argument("--no-mnist", action="store_true", help="skip MIMOConv-10-1")
