@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 
 from mimojax import ops
-from mimojax.ops import binding
 
 ACTIVATIONS = ("relu", "prelu", "srelu")
 LAYOUTS = ("official", "standard")
@@ -212,10 +211,7 @@ class PWHRRBind(nn.Module):
     else:
       keys = self.variable("constants", "keys",
                            lambda: init(self.make_rng("constants"), shape)).value
-    # hrr_bind over the channels as one (C x C) circulant matmul per key: the same maths as
-    # the FFT form, and XLA:CPU's FFT thunk fails (layout RET_CHECK) on batch-sharded input.
-    circ = binding.circulant(keys).astype(x.dtype)
-    return jnp.einsum("gnhwj,nij->gnhwi", x, circ, precision=jax.lax.Precision.HIGHEST)
+    return ops.hrr_bind(x, keys[:, None, None, :], axis=-1)
 
 
 class MBATUnbind(nn.Module):

@@ -1,5 +1,7 @@
-"""LRA Text / Image (tfds, mocked), Retrieval / Pathfinder release (fixture files) loaders."""
+"""LRA Text / Image (tfds, mocked), Retrieval / Pathfinder release (fixture files) loaders, and a
+smoke training of every LRA task through the loop."""
 
+import json
 import os
 
 import ml_collections
@@ -8,11 +10,13 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from experiments import favor_s_lra
 from mimojax.data import DataInfo
 from mimojax.data import eval_batches
 from mimojax.data import load_split
 from mimojax.data import lra
 from mimojax.data import train_batches
+from mimojax.train import loop
 
 
 def _config(name, **fields):
@@ -240,13 +244,12 @@ def test_pathfinder_release_from_manual_dir(tmp_path):
 
 def _train_smoke(task, tmp_path, **data):
   """`favor_s_lra.py:task=<task>,smoke` trained and evaluated by the loop main runs."""
-  from experiments import favor_s_lra  # pylint: disable=g-import-not-at-top
-  from mimojax.train import loop  # pylint: disable=g-import-not-at-top
   config = favor_s_lra.get_config(f"task={task},smoke")
   config.data.data_dir = str(tmp_path / "data")
   config.data.update(data)
   state = loop.train_and_evaluate(config, str(tmp_path / "run"))
-  rows = [__import__("json").loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+  with open(tmp_path / "run" / "metrics.jsonl") as f:
+    rows = [json.loads(line) for line in f]
   evals = [r for r in rows if r["split"] in ("validation", "test")]
   assert {r["step"] for r in evals} == {4, 8} and int(np.asarray(state.step)[0]) == 8
   assert all(np.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1 for r in rows)

@@ -9,6 +9,7 @@ import pytest
 
 from mimojax.data import eval_batches
 from mimojax.data import load_split
+from mimojax.data import train_augmentation
 from mimojax.data import train_batches
 
 N = 50
@@ -173,7 +174,6 @@ def test_augmentation_is_fresh_per_epoch_resumable_and_process_split():
 
 
 def test_load_split_serves_image_datasets_with_their_augmentation():
-  from mimojax.data import train_augmentation  # pylint: disable=g-import-not-at-top
   config = ml_collections.ConfigDict({"name": "digits"})
   source, info = load_split(config, "train")
   assert (info.num_classes, info.image_shape, info.task_type) == (10, (20, 20, 1),

@@ -13,6 +13,7 @@ import pytest
 
 from experiments import mimoconv_cifar
 from experiments import mimoconv_mnist
+from experiments import synthetic
 from mimojax.train import loop
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,7 +99,6 @@ def test_bad_recipe_values_are_one_line_errors(override, match):
 
 
 def test_mimoconv_fields_are_rejected_for_other_models():
-  from experiments import synthetic  # pylint: disable=g-import-not-at-top
   config = synthetic.get_config("smoke")
   config.train.mixup_alpha = 1.0
   with pytest.raises(ValueError, match="needs an image dataset"):

@@ -16,9 +16,7 @@ from mimojax.train import step
 
 
 class Linear(nn.Module):
-  """Logits = flatten(x) @ W + b; `reg_weight > 0` adds reg_weight * sum(W**2) as a model
-  regulariser, the hook MIMOConv / WideIsoNet use."""
-  reg_weight: float = 0.0
+  """Logits = flatten(x) @ W + b."""
 
   @nn.compact
   def __call__(self, inputs, *, train):
@@ -27,6 +25,9 @@ class Linear(nn.Module):
 
 
 class RegularizedLinear(Linear):
+  """`Linear` with reg_weight * sum(W**2) as its model regulariser (the hook MIMOConv and
+  WideIsoNet use)."""
+  reg_weight: float = 0.0
 
   @nn.nowrap
   def regularization_loss(self, params, model_state=None):
