@@ -50,11 +50,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.classifier_dim = 128
   c.model.embed_dropout = ml_collections.config_dict.placeholder(float)  # None: dropout
   c.model.reference_padding = False  # official code: every pad adds eps to FAVOR normalisers
+  c.model.init = "torch"  # transformer Dense init: torch (official code) | gpt2 (safari SimpleLM)
+  c.model.tie_embeddings = False  # lm head: True = transposed token embedding (SimpleLM)
   # Convolutional networks (wide_resnet, wide_isonet, mimoconv); None = the model's default.
   c.model.depth = 28
   c.model.width = 10
   c.model.initial_width = ml_collections.config_dict.placeholder(int)
-  c.model.activation = ml_collections.config_dict.placeholder(str)  # relu | prelu | srelu
+  # conv: relu | prelu | srelu; transformer MLP: relu | gelu. None: the model's default.
+  c.model.activation = ml_collections.config_dict.placeholder(str)
   c.model.layout = ml_collections.config_dict.placeholder(str)  # standard | official
   c.model.bn_eval_batch_stats = False  # official code: BatchNorm batch statistics at test
   c.model.isometry_gamma = ml_collections.config_dict.placeholder(float)

@@ -10,17 +10,22 @@ settings; deep and wide models are ``num_layers`` / ``num_heads`` settings. Head
 * "dual" (LRA Retrieval, ref 2.1): the same encoder on ``inputs`` and ``inputs2``; the
   classifier sees [x0, x1, x0*x1, x0-x1].
 * "lm" (synthetic AR / induction head, Table 3): causal attention in every layer, final LN,
-  Dense to the vocabulary -> (B, L, V). No padding mask (token 0 is a real token there).
+  Dense to the vocabulary -> (B, L, V), or with ``tie_embeddings`` the transposed token
+  embedding without bias (safari SimpleLM). No padding mask (token 0 is a real token there).
 """
+
+import math
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from mimojax.nn.attention import ATTENTIONS
+from mimojax.nn.attention import INITS
 from mimojax.nn.attention import AttentionSpec
 from mimojax.nn.attention import check_group
 from mimojax.nn.attention import grid_size
 from mimojax.nn.attention import torch_linear
+from mimojax.nn.blocks import MLP_ACTIVATIONS
 from mimojax.nn.blocks import Embed
 from mimojax.nn.blocks import EncoderBlock
 from mimojax.nn.blocks import SuperposedEncoderBlock
@@ -52,6 +57,7 @@ class Encoder(nn.Module):
   cls_token: bool = False
   use_mask: bool = True
   curriculum: bool = False
+  activation: str = "relu"
 
   @nn.compact
   def __call__(self, tokens, *, train: bool):
@@ -63,7 +69,7 @@ class Encoder(nn.Module):
     block = SuperposedEncoderBlock if self.variant == "att_mlp" else EncoderBlock
     for i in range(self.num_layers):
       x = block(self.spec, self.mlp_dim, self.dropout, curriculum=self.curriculum,
-                name=f"layer_{i}")(x, mask, train=train)
+                activation=self.activation, name=f"layer_{i}")(x, mask, train=train)
     return layer_norm("norm")(x), mask
 
 
@@ -100,6 +106,8 @@ class Transformer(nn.Module):
   classifier_dim: int = 0
   variant: str = "att"
   curriculum: bool = False
+  activation: str = "relu"
+  tie_embeddings: bool = False
 
   def _check(self, inputs, inputs2):
     if self.head not in HEADS:
@@ -132,8 +140,10 @@ class Transformer(nn.Module):
         self.spec, self.vocab_size, self.num_layers, self.embed_dim, self.mlp_dim,
         self.max_len, self.dropout, self.embed_dropout, variant=self.variant,
         cls_token=self.head != "lm" and self.pooling == "cls", use_mask=self.head != "lm",
-        curriculum=self.curriculum, name="encoder")
+        curriculum=self.curriculum, activation=self.activation, name="encoder")
     x, mask = encoder(inputs, train=train)
+    if self.head == "lm" and self.tie_embeddings:
+      return x @ self.variables["params"]["encoder"]["embed"]["token"]["embedding"].T
     if self.head == "lm":
       return torch_linear(self.num_classes, self.embed_dim, name="lm_head")(x)
     x0 = pool(x, mask, self.pooling)
@@ -167,7 +177,10 @@ def transformer(config, info) -> Transformer:
   ``config.mimo`` is read only when ``model.attention == "favor_s"``. Optional fields:
   ``model.embed_dropout`` (default ``model.dropout``) sets the embedding dropout separately
   (safari SimpleLM: embed 0.1, residual 0); ``model.reference_padding`` (default False)
-  selects the official code's eps-per-pad FAVOR normaliser (see ``AttentionSpec``).
+  selects the official code's eps-per-pad FAVOR normaliser (see ``AttentionSpec``);
+  ``model.init`` ("torch" | "gpt2"), ``model.activation`` (MLP: "relu" | "gelu", default
+  relu) and ``model.tie_embeddings`` (LM head = token embedding; "lm" head only) select the
+  official MIMOFormer layers (defaults) or safari's SimpleLM ones.
   """
   model, mimo = config.model, config.mimo
   _choice("model.head", model.head, HEADS)
@@ -192,13 +205,24 @@ def transformer(config, info) -> Transformer:
   if model.head != "lm":
     _choice("model.pooling", pooling, POOLINGS)
   dropout = _rate("model.dropout", model.dropout)
+  init = model.get("init", "torch")
+  _choice("model.init", init, INITS)
+  activation = model.get("activation") or "relu"
+  _choice("model.activation", activation, tuple(MLP_ACTIVATIONS))
+  tie_embeddings = model.get("tie_embeddings", False)
+  if tie_embeddings not in (True, False) or (tie_embeddings and model.head != "lm"):
+    raise ValueError(
+        f"model.tie_embeddings must be False, or True with model.head = 'lm'; got "
+        f"{tie_embeddings!r} with model.head = {model.head!r}")
+  num_layers = _positive("model.num_layers", model.num_layers)
   spec = AttentionSpec(
       num_heads=model.num_heads, head_dim=model.head_dim, attention=model.attention,
       kernel=model.kernel, num_features=model.num_features,
       redraw_features=bool(model.redraw_features), dpfp_nu=model.dpfp_nu,
       attention_dropout=_rate("model.attention_dropout", model.attention_dropout),
       causal=model.head == "lm", m=m, n=n,
-      reference_padding=bool(model.reference_padding))
+      reference_padding=bool(model.reference_padding), init=init,
+      residual_scale=1.0 / math.sqrt(2 * num_layers))
   needed = info.seq_len + (model.head != "lm" and pooling == "cls")
   if _positive("model.max_len", model.max_len) < needed:
     raise ValueError(
@@ -210,7 +234,7 @@ def transformer(config, info) -> Transformer:
       vocab_size=_positive("data vocab_size", info.vocab_size),
       num_classes=_positive("data num_classes", num_classes),
       head=model.head,
-      num_layers=_positive("model.num_layers", model.num_layers),
+      num_layers=num_layers,
       embed_dim=_positive("model.embed_dim", model.embed_dim),
       mlp_dim=_positive("model.mlp_dim", model.mlp_dim),
       max_len=model.max_len,
@@ -220,5 +244,7 @@ def transformer(config, info) -> Transformer:
                           dropout if model.embed_dropout is None else model.embed_dropout),
       classifier_dim=(_positive("model.classifier_dim", model.classifier_dim)
                       if model.head != "lm" else 0),
-      variant=variant)
+      variant=variant,
+      activation=activation,
+      tie_embeddings=tie_embeddings)
 

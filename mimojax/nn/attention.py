@@ -21,6 +21,10 @@ from mimojax.ops import channels
 
 ATTENTIONS = ("softmax", "favor", "favor_s")
 KERNELS = ("relu", "exp", "dpfp")
+# Dense-layer initialisations: "torch" (nn.Linear default; the official MIMOFormer code) and
+# "gpt2" (safari SimpleLM `_init_weights`: N(0, 0.02) kernels, zero biases).
+INITS = ("torch", "gpt2")
+GPT2_STD = 0.02
 
 # Variable collection of the frozen constants (FAVOR projections, bipolar keys).
 CONSTANTS = "constants"
@@ -39,6 +43,22 @@ def torch_linear(features: int, fan_in: int, name: str | None = None) -> nn.Dens
 
   kernel_init = nn.initializers.variance_scaling(1.0 / 3.0, "fan_in", "uniform")
   return nn.Dense(features, kernel_init=kernel_init, bias_init=bias_init, name=name)
+
+
+def dense(features: int, fan_in: int, init: str = "torch", residual_scale: float = 1.0,
+          name: str | None = None) -> nn.Dense:
+  """``nn.Dense`` with the ``init`` scheme (``INITS``).
+
+  "torch": :func:`torch_linear`. "gpt2": kernel N(0, (0.02 * residual_scale)^2), zero bias;
+  safari passes ``residual_scale = 1/sqrt(2 * num_layers)`` for the layers that write into
+  the residual stream (attention output, MLP output), GPT-2's scaled initialisation.
+  """
+  if init == "torch":
+    return torch_linear(features, fan_in, name=name)
+  if init != "gpt2":
+    raise ValueError(f"model.init must be one of {INITS}, got {init!r}")
+  return nn.Dense(features, kernel_init=nn.initializers.normal(GPT2_STD * residual_scale),
+                  bias_init=nn.initializers.zeros, name=name)
 
 
 def grid_size(m: int, n: int, curriculum: bool) -> tuple[int, int]:
@@ -73,6 +93,8 @@ class AttentionSpec:
   attention_dropout: dropout on the softmax attention weights (softmax only, as in the
     reference).
   m, n: the FAVOR+S grid (favor_s only).
+  init: initialisation of W_q, W_k, W_v, W_o (``INITS``); ``residual_scale`` also scales
+    W_o under "gpt2" (see :func:`dense`).
   reference_padding: favor/favor_s only. False (default): padded keys contribute nothing
     (``ops`` mask semantics; extra padding leaves real outputs unchanged). True: the
     official code's behaviour (ref 2.2): k and v are multiplied by the mask and no mask is
@@ -91,12 +113,16 @@ class AttentionSpec:
   m: int = 1
   n: int = 1
   reference_padding: bool = False
+  init: str = "torch"
+  residual_scale: float = 1.0
 
   def __post_init__(self):
     if self.attention not in ATTENTIONS:
       raise ValueError(f"model.attention must be one of {ATTENTIONS}, got {self.attention!r}")
     if self.kernel not in KERNELS:
       raise ValueError(f"model.kernel must be one of {KERNELS}, got {self.kernel!r}")
+    if self.init not in INITS:
+      raise ValueError(f"model.init must be one of {INITS}, got {self.init!r}")
     for name in ("num_heads", "head_dim", "num_features", "dpfp_nu", "m", "n"):
       value = getattr(self, name)
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -212,13 +238,12 @@ class MultiHeadAttention(nn.Module):
       raise ValueError(f"mask shape {mask.shape} must equal inputs' (B, L) = {x.shape[:2]}")
     heads = spec.num_heads * spec.head_dim
     split = lambda y: y.reshape(y.shape[:-1] + (spec.num_heads, spec.head_dim))
-    q = split(torch_linear(heads, x.shape[-1], name="query")(x))
-    k = split(torch_linear(heads, x.shape[-1], name="key")(x))
-    v = split(torch_linear(heads, x.shape[-1], name="value")(x))
+    project = lambda name: split(dense(heads, x.shape[-1], spec.init, name=name)(x))
+    q, k, v = project("query"), project("key"), project("value")
     if spec.reference_padding and spec.attention != "softmax" and mask is not None:
       real = mask[..., None, None].astype(k.dtype)
       k, v, mask = k * real, v * real, None
     attend = {"softmax": self._softmax, "favor": self._favor, "favor_s": self._favor_s}
     out = attend[spec.attention](q, k, v, mask, train)
     out = out.reshape(out.shape[:-2] + (heads,))
-    return torch_linear(self.out_dim, heads, name="out")(out)
+    return dense(self.out_dim, heads, spec.init, spec.residual_scale, name="out")(out)

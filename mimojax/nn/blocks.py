@@ -9,12 +9,14 @@ from mimojax.nn.attention import CONSTANTS
 from mimojax.nn.attention import AttentionSpec
 from mimojax.nn.attention import MultiHeadAttention
 from mimojax.nn.attention import check_group
-from mimojax.nn.attention import torch_linear
+from mimojax.nn.attention import dense
 from mimojax.ops import binding
 from mimojax.ops import channels
 
 # PyTorch's LayerNorm epsilon (the reference runs torch defaults).
 LAYER_NORM_EPS = 1e-5
+# MLP activations: ReLU (official MIMOFormer code) or tanh-approximated GELU (safari SimpleLM).
+MLP_ACTIVATIONS = {"relu": nn.relu, "gelu": lambda x: nn.gelu(x, approximate=True)}
 
 
 def layer_norm(name: str | None = None) -> nn.LayerNorm:
@@ -52,17 +54,27 @@ class Embed(nn.Module):
 
 
 class Mlp(nn.Module):
-  """Dense(hidden) -> ReLU -> Dropout -> Dense(E) -> Dropout (ref 2.1)."""
+  """Dense(hidden) -> activation -> Dropout -> Dense(E) -> Dropout (ref 2.1).
+
+  ``activation`` is a key of ``MLP_ACTIVATIONS``; ``init`` and ``residual_scale`` as for
+  ``nn.attention.dense`` (the output layer writes into the residual stream).
+  """
 
   hidden_dim: int
   dropout: float = 0.0
+  activation: str = "relu"
+  init: str = "torch"
+  residual_scale: float = 1.0
 
   @nn.compact
   def __call__(self, x, *, train: bool):
+    if self.activation not in MLP_ACTIVATIONS:
+      raise ValueError(
+          f"model.activation must be one of {tuple(MLP_ACTIVATIONS)}, got {self.activation!r}")
     embed_dim = x.shape[-1]
-    h = nn.relu(torch_linear(self.hidden_dim, embed_dim, name="hidden")(x))
-    h = nn.Dropout(self.dropout, deterministic=not train)(h)
-    h = torch_linear(embed_dim, self.hidden_dim, name="out")(h)
+    h = dense(self.hidden_dim, embed_dim, self.init, name="hidden")(x)
+    h = nn.Dropout(self.dropout, deterministic=not train)(MLP_ACTIVATIONS[self.activation](h))
+    h = dense(embed_dim, self.hidden_dim, self.init, self.residual_scale, name="out")(h)
     return nn.Dropout(self.dropout, deterministic=not train)(h)
 
 
@@ -77,6 +89,11 @@ class EncoderBlock(nn.Module):
   mlp_dim: int
   dropout: float = 0.0
   curriculum: bool = False
+  activation: str = "relu"
+
+  def _mlp(self):
+    return Mlp(self.mlp_dim, self.dropout, self.activation, self.spec.init,
+               self.spec.residual_scale, name="mlp")
 
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool):
@@ -84,8 +101,7 @@ class EncoderBlock(nn.Module):
         self.spec, out_dim=x.shape[-1], curriculum=self.curriculum, name="attention")
     h = attention(layer_norm("norm_attention")(x), mask, train=train)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
-    return x + Mlp(self.mlp_dim, self.dropout, name="mlp")(
-        layer_norm("norm_mlp")(x), train=train)
+    return x + self._mlp()(layer_norm("norm_mlp")(x), train=train)
 
 
 def bundle_skip(x, keys):
@@ -114,7 +130,7 @@ def retrieve(s, keys):
   return channels.from_grid(binding.map_unbind(grid, keys[:, :, None, :]))
 
 
-class SuperposedEncoderBlock(nn.Module):
+class SuperposedEncoderBlock(EncoderBlock):
   """MIMOFormer "att.+MLP" layer (Sec. 4.2, Fig. 3, Eq. 68; ref 2.4).
 
   1. X1 = Dropout(Attn(LN1 X)) + skip(X): attention returns the superposed, still bound
@@ -124,13 +140,8 @@ class SuperposedEncoderBlock(nn.Module):
 
   ``e`` ("constants"/"embedding_keys", (M, N, E), bipolar) is a second key set, separate
   from the attention's head-dim keys a. The curriculum is not supported (as in the
-  reference): ``curriculum=True`` raises ``ValueError``.
+  reference): ``curriculum=True`` raises ``ValueError``. Fields as :class:`EncoderBlock`.
   """
-
-  spec: AttentionSpec
-  mlp_dim: int
-  dropout: float = 0.0
-  curriculum: bool = False
 
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool):
@@ -149,5 +160,5 @@ class SuperposedEncoderBlock(nn.Module):
         spec, out_dim=embed_dim, superposed_output=True, name="attention")
     h = attention(layer_norm("norm_attention")(x), mask, train=train)
     s = bundle_skip(x, keys) + nn.Dropout(self.dropout, deterministic=not train)(h)
-    s = s + Mlp(self.mlp_dim, self.dropout, name="mlp")(layer_norm("norm_mlp")(s), train=train)
+    s = s + self._mlp()(layer_norm("norm_mlp")(s), train=train)
     return retrieve(s, keys)

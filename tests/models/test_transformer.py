@@ -270,3 +270,56 @@ def test_constructor_validation():
     _model(_config(dropout=1.5))
   # mimo is ignored unless attention == favor_s
   assert _model(_config(attention="favor", m=4, n=4)).spec.m == 1
+
+
+def test_gpt2_init_scales_and_zero_biases():
+  """safari SimpleLM `_init_weights`: N(0, 0.02) kernels, zero biases, and N(0, 0.02^2 / 2L)
+  for the layers writing into the residual stream (attention out, MLP out)."""
+  config = _config("lm", attention="favor", num_layers=2, embed_dim=64, mlp_dim=256,
+                   num_heads=1, head_dim=64, init="gpt2")
+  params = _init(_model(config), _tokens())["params"]["encoder"]
+  for i in range(2):
+    layer = params[f"layer_{i}"]
+    for kernel, std in [(layer["attention"]["query"]["kernel"], 0.02),
+                        (layer["mlp"]["hidden"]["kernel"], 0.02),
+                        (layer["attention"]["out"]["kernel"], 0.02 / 2),
+                        (layer["mlp"]["out"]["kernel"], 0.02 / 2)]:
+      assert abs(float(kernel.std()) / std - 1) < 0.05
+    biases = [layer["attention"][p]["bias"] for p in ("query", "key", "value", "out")]
+    assert all(not np.any(b) for b in biases + [layer["mlp"]["out"]["bias"]])
+
+
+def test_tied_lm_head_is_transposed_token_embedding():
+  model = _model(_config("lm", attention="favor", tie_embeddings=True))
+  x = _tokens()
+  variables = _init(model, x)
+  assert "lm_head" not in variables["params"]
+  logits, state = model.apply(variables, x, train=False, capture_intermediates=True)
+  hidden, _ = state["intermediates"]["encoder"]["__call__"][0]
+  table = variables["params"]["encoder"]["embed"]["token"]["embedding"]
+  np.testing.assert_allclose(logits, np.einsum("ble,ve->blv", hidden, table), rtol=1e-5,
+                             atol=1e-6)
+
+
+def test_gelu_mlp_matches_formula():
+  model = _model(_config("lm", attention="favor", activation="gelu"))
+  x = _tokens()
+  variables = _init(model, x)
+  _, state = model.apply(variables, x, train=False, capture_intermediates=True)
+  mlp = variables["params"]["encoder"]["layer_0"]["mlp"]
+  calls = state["intermediates"]["encoder"]["layer_0"]
+  h_in = calls["norm_mlp"]["__call__"][0]
+  h = h_in @ mlp["hidden"]["kernel"] + mlp["hidden"]["bias"]
+  gelu = 0.5 * h * (1 + np.tanh(np.sqrt(2 / np.pi) * (h + 0.044715 * h ** 3)))
+  np.testing.assert_allclose(calls["mlp"]["__call__"][0],
+                             gelu @ mlp["out"]["kernel"] + mlp["out"]["bias"], rtol=1e-4,
+                             atol=1e-6)
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("init", "xavier", r"model.init must be one of \('torch', 'gpt2'\)"),
+    ("activation", "swish", r"model.activation must be one of \('relu', 'gelu'\)"),
+    ("tie_embeddings", True, "model.tie_embeddings must be False, or True with model.head")])
+def test_layer_options_validation(field, value, match):
+  with pytest.raises(ValueError, match=match):
+    _model(_config("classifier", **{field: value}))
