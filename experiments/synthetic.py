@@ -3,6 +3,7 @@
     python -m mimojax.main --config=experiments/synthetic.py:model=mimoformer,task=ih,seeds=5
     python -m mimojax.main --config=experiments/synthetic.py:model=transformer,task=ar,seeds=5
     python -m mimojax.main --config=experiments/synthetic.py:model=mimoformer,task=ih,smoke
+    python -m mimojax.main --config=experiments/synthetic.py:model=performer,task=ar,layers=mimoformer
 
 Models: `transformer` (softmax), `performer` (FAVOR+, ReLU features), `mimoformer` (the
 paper's "MIMOFormer N=2 (FAVOR+)": FAVOR+S att. on an M=2 x N=2 grid) and `mimoformer_dpfp`
@@ -10,6 +11,12 @@ paper's "MIMOFormer N=2 (FAVOR+)": FAVOR+S att. on an M=2 x N=2 grid) and `mimof
 2 layers, 1 head, width 32, MLP 128, AdamW lr 5e-4, weight decay 0.1, batch 32, 400 epochs
 (156 steps of 32 from 5000 sequences), 10% linear warm-up, then linear decay (AR) or cosine
 to 5e-5 (IH). The paper says "SGD"; safari, whose setup it copies, uses AdamW.
+
+`layers=simple_lm` (default) builds the layers of safari's SimpleLM, the model the paper
+names for its DataMUX runs on these tasks (App. F; 27,456 parameters): GPT-2 initialisation, GELU MLP, LM head tied to
+the token embedding, weight decay on every parameter. `layers=mimoformer` uses the
+official MIMOFormer (LRA) layers instead: PyTorch default initialisation, ReLU MLP, a
+separate LM head, no decay on biases and norm scales.
 
 Paper Table 3 (mean +- sd over 5 seeds), AR / IH:
   Transformer 98.48 / 100.0, Performer 96.32 / 31.58, MIMOFormer N=2 96.52 / 99.40,
@@ -27,17 +34,31 @@ MODELS = {
     "mimoformer_dpfp": ("favor_s", "dpfp", 2, 2),
 }
 TASKS = {"ar": ("assoc_recall", 42), "ih": ("induction_head", 32)}  # name, safari l_max
+# layers: (Dense init, MLP activation, tied LM head, weight-decay-exempt regex).
+LAYERS = {
+    # safari SimpleLM (src/models/sequence/simple_lm.py), where the paper ran these tasks:
+    # GPT-2 init, GELU MLP, LM head tied to the token embedding, AdamW decay on every
+    # parameter (safari's synthetic configs set no parameter groups).
+    "simple_lm": ("gpt2", "gelu", True, "^$"),  # "^$" matches no parameter path
+    # The official MIMOFormer (LRA) layers: torch init, ReLU MLP, separate LM head.
+    "mimoformer": ("torch", "relu", False, None),  # None: base config's exemptions
+}
 
 
 def get_config(arg=None):
-  args = base.parse_arg(arg, model="mimoformer", task="ar", seeds=1, epochs=400, smoke=False)
+  args = base.parse_arg(arg, model="mimoformer", task="ar", seeds=1, epochs=400,
+                        layers="simple_lm", smoke=False)
   base.check_allowed("model", args.model, MODELS)
+  base.check_allowed("layers", args.layers, LAYERS)
   base.check_allowed("task", args.task, TASKS)
   c = base.base_config()
   c.data.name, max_len = TASKS[args.task]
 
   c.model.head = "lm"
   c.model.attention, c.model.kernel, c.mimo.m, c.mimo.n = MODELS[args.model]
+  c.model.init, c.model.activation, c.model.tie_embeddings, exempt = LAYERS[args.layers]
+  if exempt is not None:
+    c.opt.decay_exempt = exempt
   c.model.num_layers = 2
   c.model.num_heads = 1
   c.model.head_dim = 32

@@ -1,8 +1,13 @@
 """Every study config the experiments define passes the loop's validation (no data needed)."""
 
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from experiments import favor_s_lra, mimoconv_cifar, mimoconv_mnist, synthetic
+from mimojax.data import DataInfo
+from mimojax.models import build_model
 from mimojax.train import loop
 
 LRA_ARGS = favor_s_lra.get_sweep() + [
@@ -51,3 +56,23 @@ def test_mimoconv_mnist_configs_validate(n, data):
 def test_mimoconv_cifar_bad_arguments(arg, match):
   with pytest.raises(ValueError, match=match):
     mimoconv_cifar.get_config(arg)
+
+
+def _simple_lm_param_count(d=32, layers=2, inner=128, vocab=20, l_max=42):
+  """Parameters of safari's SimpleLMHeadModel (tied head), counted from its layer list."""
+  embeddings = vocab * d + l_max * d
+  attention = d * 3 * d + 3 * d + d * d + d  # Wqkv and out_proj, with biases
+  mlp = d * inner + inner + inner * d + d
+  norms = 2 * 2 * d
+  return embeddings + layers * (attention + mlp + norms) + 2 * d  # + final LayerNorm
+
+
+@pytest.mark.parametrize("layers, expected", [
+    ("simple_lm", _simple_lm_param_count()),
+    ("mimoformer", _simple_lm_param_count() + 32 * 20 + 20)])  # + an untied LM head
+def test_synthetic_layers_match_safari_simple_lm_size(layers, expected):
+  config = synthetic.get_config(f"model=performer,task=ar,layers={layers}")
+  model = build_model(config, DataInfo(20, 20, 42, "lm", 5000))
+  params = jax.eval_shape(lambda: model.init(
+      jax.random.key(0), jnp.zeros((4, 42), jnp.int32), train=False))["params"]
+  assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) == expected
