@@ -1,0 +1,127 @@
+"""How sharply can one causal attention head attend to the previous token? FAVOR+ vs FAVOR+S.
+
+    python benchmarks/attention_sharpness.py [--grids=1x1,1x2,2x1,2x2] [--steps=8000]
+        [--kernel=relu] [--out=benchmarks/results/attention_sharpness.json]
+
+Associative recall needs a previous-token head (each value position must learn which key
+precedes it) before a second layer can match the query key. This probe isolates that head
+at the Table 3 size (vocabulary 20, E = D = 32, R = 256, one head, L = 31 so one-hot
+position values fit in D): token + learned position embeddings -> LayerNorm -> W_q, W_k
+(with bias), scaled as the attention module scales them, then causal FAVOR+S
+(``ops.favor_s_attention``) on an M x N grid of independent random sequences; M = N = 1 is
+FAVOR+. Adam minimises -log w_{i,i-1}, the weight each channel's query i puts on key i - 1.
+The weights are read from the attention output itself: channel (m, n) gets the one-hot
+position values e_j and every other channel zero values, so its output row is exactly its
+attention row (no cross-talk). The table reports, on a fresh batch, the mean weight on the
+previous token and the share of queries that put more than half their weight there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import platform
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mimojax.ops import attention
+from mimojax.ops import binding
+
+VOCAB, LENGTH, DIM, FEATURES, BATCH = 20, 31, 32, 256, 8
+
+
+def init_params(rng):
+  emb, pos, wq, wk = jax.random.split(rng, 4)
+  normal = lambda r, shape: 0.02 * jax.random.normal(r, shape)  # GPT-2 / SimpleLM init
+  return {"token": normal(emb, (VOCAB, DIM)), "position": normal(pos, (LENGTH, DIM)),
+          "wq": normal(wq, (DIM, DIM)), "wk": normal(wk, (DIM, DIM)),
+          "bq": jnp.zeros(DIM), "bk": jnp.zeros(DIM), "scale": jnp.ones(DIM),
+          "shift": jnp.zeros(DIM)}
+
+
+def attention_rows(params, tokens, keys, kernel_fn):
+  """Causal attention rows ``(B, M, N, L, L)`` of every channel for tokens ``(B, M, N, L)``."""
+  m, n = keys.shape[:2]
+  x = params["token"][tokens] + params["position"]
+  x = (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5)
+  x = x * params["scale"] + params["shift"]
+  scale = (math.sqrt(DIM) * m * n) ** -0.5  # as nn.attention.MultiHeadAttention._favor_s
+  q = ((x @ params["wq"] + params["bq"]) * scale)[..., None, :]  # (B, M, N, L, 1, D)
+  k = ((x @ params["wk"] + params["bk"]) * scale)[..., None, :]
+  one_hot = jnp.broadcast_to(jnp.eye(LENGTH, DIM)[:, None, :], q.shape)
+  rows = []
+  for channel in range(m * n):  # values only in this channel: its output is its weights
+    only = (jnp.arange(m * n) == channel).reshape(m, n, 1, 1, 1).astype(q.dtype)
+    out = attention.favor_s_attention(q, k, one_hot * only, keys, kernel_fn, causal=True)
+    rows.append(out[:, channel // n, channel % n, :, 0, :LENGTH])  # unbinding undid a * a
+  return jnp.stack(rows, axis=1).reshape(tokens.shape + (LENGTH,))
+
+
+def previous_weight(rows):
+  idx = jnp.arange(1, LENGTH)
+  return rows[..., idx, idx - 1]
+
+
+def probe(m: int, n: int, steps: int, kernel: str, seed: int = 0) -> dict:
+  rng = jax.random.key(seed)
+  params = init_params(jax.random.fold_in(rng, 0))
+  keys = binding.rademacher_keys(jax.random.fold_in(rng, 1), (m, n, DIM))
+  projection = attention.gaussian_orthogonal_matrix(jax.random.fold_in(rng, 2), FEATURES, DIM)
+  kernel_fn = {"relu": functools.partial(attention.relu_kernel, projection=projection),
+               "dpfp": attention.dpfp_kernel}[kernel]
+  rows_fn = functools.partial(attention_rows, keys=keys, kernel_fn=kernel_fn)
+  loss_fn = lambda p, t: -jnp.mean(jnp.log(previous_weight(rows_fn(p, t)) + 1e-9))
+  optimizer = optax.adam(3e-3)
+
+  @jax.jit
+  def step(params, opt_state, tokens):
+    loss, grads = jax.value_and_grad(loss_fn)(params, tokens)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  data = np.random.default_rng(seed)
+  draw = lambda: jnp.asarray(data.integers(0, VOCAB, (BATCH, m, n, LENGTH)))
+  opt_state = optimizer.init(params)
+  for _ in range(steps):
+    params, opt_state, loss = step(params, opt_state, draw())
+  weights = np.asarray(previous_weight(jax.jit(rows_fn)(params, draw())))
+  return {"grid": f"{m}x{n}", "kernel": kernel, "steps": steps, "final_loss": float(loss),
+          "mean_previous_weight": float(weights.mean()),
+          "share_above_half": float((weights > 0.5).mean())}
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--grids", default="1x1,1x2,2x1,2x2")
+  parser.add_argument("--steps", type=int, default=8000)
+  parser.add_argument("--kernel", default="relu", choices=("relu", "dpfp"))
+  parser.add_argument("--out", default="benchmarks/results/attention_sharpness.json")
+  args = parser.parse_args()
+  grids = []
+  for grid in args.grids.split(","):
+    m, _, n = grid.partition("x")
+    if not (m.isdigit() and n.isdigit() and int(m) > 0 and int(n) > 0):
+      raise SystemExit(f"--grids entries must look like MxN with positive ints, got {grid!r}")
+    grids.append((int(m), int(n)))
+  results = [probe(m, n, args.steps, args.kernel) for m, n in grids]
+  print("| grid M x N | kernel | mean weight on previous token | share of queries > 0.5 |")
+  print("|---|---|---|---|")
+  for r in results:
+    print(f"| {r['grid']} | {r['kernel']} | {r['mean_previous_weight']:.3f} | "
+          f"{r['share_above_half']:.2f} |")
+  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+  with open(args.out, "w") as f:
+    json.dump({"results": results, "command": "python benchmarks/attention_sharpness.py "
+               f"--grids={args.grids} --steps={args.steps} --kernel={args.kernel}",
+               "jax": jax.__version__, "machine": platform.processor() or platform.machine()},
+              f, indent=1)
+
+
+if __name__ == "__main__":
+  main()
