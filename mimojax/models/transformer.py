@@ -20,7 +20,6 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mimojax.nn.attention import ATTENTIONS
-from mimojax.nn.attention import INITS
 from mimojax.nn.attention import AttentionSpec
 from mimojax.nn.attention import check_group
 from mimojax.nn.attention import grid_size
@@ -205,8 +204,6 @@ def transformer(config, info) -> Transformer:
   if model.head != "lm":
     _choice("model.pooling", pooling, POOLINGS)
   dropout = _rate("model.dropout", model.dropout)
-  init = model.get("init", "torch")
-  _choice("model.init", init, INITS)
   activation = model.get("activation") or "relu"
   _choice("model.activation", activation, tuple(MLP_ACTIVATIONS))
   tie_embeddings = model.get("tie_embeddings", False)
@@ -221,7 +218,7 @@ def transformer(config, info) -> Transformer:
       redraw_features=bool(model.redraw_features), dpfp_nu=model.dpfp_nu,
       attention_dropout=_rate("model.attention_dropout", model.attention_dropout),
       causal=model.head == "lm", m=m, n=n,
-      reference_padding=bool(model.reference_padding), init=init,
+      reference_padding=bool(model.reference_padding), init=model.get("init", "torch"),
       residual_scale=1.0 / math.sqrt(2 * num_layers))
   needed = info.seq_len + (model.head != "lm" and pooling == "cls")
   if _positive("model.max_len", model.max_len) < needed:

@@ -47,7 +47,7 @@ def torch_linear(features: int, fan_in: int, name: str | None = None) -> nn.Dens
 
 def dense(features: int, fan_in: int, init: str = "torch", residual_scale: float = 1.0,
           name: str | None = None) -> nn.Dense:
-  """``nn.Dense`` with the ``init`` scheme (``INITS``).
+  """``nn.Dense`` with the ``init`` scheme (``INITS``, validated by ``AttentionSpec``).
 
   "torch": :func:`torch_linear`. "gpt2": kernel N(0, (0.02 * residual_scale)^2), zero bias;
   safari passes ``residual_scale = 1/sqrt(2 * num_layers)`` for the layers that write into
@@ -55,8 +55,6 @@ def dense(features: int, fan_in: int, init: str = "torch", residual_scale: float
   """
   if init == "torch":
     return torch_linear(features, fan_in, name=name)
-  if init != "gpt2":
-    raise ValueError(f"model.init must be one of {INITS}, got {init!r}")
   return nn.Dense(features, kernel_init=nn.initializers.normal(GPT2_STD * residual_scale),
                   bias_init=nn.initializers.zeros, name=name)
 

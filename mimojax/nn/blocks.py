@@ -56,7 +56,7 @@ class Embed(nn.Module):
 class Mlp(nn.Module):
   """Dense(hidden) -> activation -> Dropout -> Dense(E) -> Dropout (ref 2.1).
 
-  ``activation`` is a key of ``MLP_ACTIVATIONS``; ``init`` and ``residual_scale`` as for
+  ``activation`` is a key of ``MLP_ACTIVATIONS`` (checked by the model builder); ``init`` and ``residual_scale`` as for
   ``nn.attention.dense`` (the output layer writes into the residual stream).
   """
 
@@ -68,9 +68,6 @@ class Mlp(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    if self.activation not in MLP_ACTIVATIONS:
-      raise ValueError(
-          f"model.activation must be one of {tuple(MLP_ACTIVATIONS)}, got {self.activation!r}")
     embed_dim = x.shape[-1]
     h = dense(self.hidden_dim, embed_dim, self.init, name="hidden")(x)
     h = nn.Dropout(self.dropout, deterministic=not train)(MLP_ACTIVATIONS[self.activation](h))
