@@ -56,8 +56,9 @@ class Embed(nn.Module):
 class Mlp(nn.Module):
   """Dense(hidden) -> activation -> Dropout -> Dense(E) -> Dropout (ref 2.1).
 
-  ``activation`` is a key of ``MLP_ACTIVATIONS`` (checked by the model builder); ``init`` and ``residual_scale`` as for
-  ``nn.attention.dense`` (the output layer writes into the residual stream).
+  ``activation`` is a key of ``MLP_ACTIVATIONS`` (checked by the model builder); ``init``
+  and ``residual_scale`` as for ``nn.attention.dense`` (the output layer writes into the
+  residual stream).
   """
 
   hidden_dim: int
