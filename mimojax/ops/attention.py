@@ -4,15 +4,15 @@ Tensors follow the Flax layout: ``q, k, v`` are ``(..., L, H, D)``; masks are ``
 booleans with True marking a real token.
 
 Feature maps (``kernel_fn``)
-  The FAVOR functions take ``kernel_fn: Callable[[x], features]`` mapping ``(..., D)`` to
+  The FAVOR functions take ``kernel_fn(x, is_query=...)`` mapping ``(..., D)`` to
   non-negative features ``(..., R)``, position by position; pass a projection with
   ``functools.partial(relu_kernel, projection=P)``. A kernel may also multiply its output by a
-  factor that is constant over the last two non-feature axes (positions and heads) for each
-  leading index (``exp_kernel`` does, to stay finite): such a factor cancels between the
-  numerator and the normaliser. The FAVOR functions call the kernel on ``(..., H, L, D)``
-  (heads before positions, the layout the matrix products want); FAVOR+S calls it once per
-  bundled tensor with the bundle axis folded into the position axis, so the factor is shared
-  by all bundles.
+  positive factor that cancels between the numerator and the normaliser (``exp_kernel`` does,
+  to stay finite): for keys (``is_query=False``) one factor per leading index, shared by the
+  last two non-feature axes (positions and heads); for queries any factor per position. The
+  FAVOR functions call the kernel on ``(..., H, L, D)`` (heads before positions, the layout
+  the matrix products want); FAVOR+S calls it once per bundled tensor with the bundle axis
+  folded into the position axis, so a key factor is shared by all bundles.
 
 Padding
   A padded key position (mask False) contributes nothing to ``A`` nor to the normaliser ``B``:
@@ -118,47 +118,65 @@ def gaussian_orthogonal_matrix(rng, num_features, dim):
   return rows * norms[:, None]
 
 
-def relu_kernel(x, projection, eps=1e-3):
+def relu_kernel(x, projection, eps=1e-3, is_query=False):
   """ReLU random features ``phi(x) = ReLU(D^-1/4 x P^T) + eps`` (App. C.2, official code).
 
   ``x`` is ``(..., D)`` and ``projection`` ``(R, D)``; returns ``(..., R)``. The official
   MIMOFormer/Performer code also divides q and k by ``D^1/4`` before calling the kernel (an
   effective ``D^-1/2``; FAVOR+S adds ``(MN)^-1/2``); that pre-scaling belongs to the
   attention module, not to this function. No ``1/sqrt(R)`` factor (it cancels in the
-  normalised output; only ``eps`` feels it).
+  normalised output; only ``eps`` feels it). ``is_query`` is unused: nothing to stabilise.
   """
+  del is_query
   scaled = projection * x.shape[-1] ** -0.25  # (R, D): cheaper than scaling the features
   return jax.nn.relu(jnp.einsum("...d,rd->...r", x, scaled)) + eps
 
 
-def exp_kernel(x, projection):
+def exp_kernel(x, projection, is_query=False):
   """Positive softmax random features (Performer FAVOR+, App. C.1 Eq. 30).
 
   ``phi(x)_r = exp(w_r . x' - |x'|^2 / 2 - c) / sqrt(R)`` with ``x' = D^-1/4 x``, so that
-  ``E[phi(q) . phi(k)] = exp(q . k / sqrt(D)) * exp(-c_q - c_k)``. The stabiliser ``c`` is the
-  (gradient-stopped) largest exponent over the last three axes (positions, heads, features;
-  ``x`` is ``(..., L, H, D)`` or ``(..., H, L, D)``) for each leading index, so it cancels
-  exactly in FAVOR's ratio (module docstring) and the largest feature is ``1 / sqrt(R)``.
+  ``E[phi(q) . phi(k)] = exp(q . k / sqrt(D)) * exp(-c_q - c_k)``. The stabiliser ``c`` is
+  gradient-stopped and cancels exactly in FAVOR's ratio (module docstring). For keys it is the
+  largest exponent over the last three axes (positions, heads, features; ``x`` is
+  ``(..., L, H, D)`` or ``(..., H, L, D)``) for each leading index; for queries
+  (``is_query=True``) the largest over the features of each position, as in the Performer
+  code, so that no query's features all underflow to 0 when query norms differ widely.
   """
   if x.ndim < 3:
     raise ValueError(f"exp_kernel needs x of shape (..., L, H, D), got {x.shape}")
   x = x * x.shape[-1] ** -0.25
   exponent = (jnp.einsum("...d,rd->...r", x, projection)
               - 0.5 * jnp.sum(x * x, axis=-1, keepdims=True))
-  shift = jax.lax.stop_gradient(jnp.max(exponent, axis=(-3, -2, -1), keepdims=True))
+  axes = -1 if is_query else (-3, -2, -1)
+  shift = jax.lax.stop_gradient(jnp.max(exponent, axis=axes, keepdims=True))
   return jnp.exp(exponent - shift) / math.sqrt(projection.shape[0])
 
 
-def dpfp_kernel(x, nu=1):
+def dpfp_kernel(x, nu=1, is_query=False):
   """Deterministic parameter-free projection (DPFP, Schlag et al. 2021), ``2 D nu`` features.
 
   With ``r = [ReLU(x), ReLU(-x)]`` (length 2D), feature ``(j - 1) 2D + i`` is
-  ``r_i * r_{(i + j) mod 2D}`` for ``j = 1..nu`` (the paper's Eq. for DPFP_nu).
+  ``r_i * r_{(i + j) mod 2D}`` for ``j = 1..nu`` (the paper's Eq. for DPFP_nu). ``is_query``
+  is unused.
   """
+  del is_query
   if nu < 1 or nu >= 2 * x.shape[-1]:
     raise ValueError(f"nu must be in [1, 2D - 1] = [1, {2 * x.shape[-1] - 1}], got {nu}")
   r = jnp.concatenate([jax.nn.relu(x), jax.nn.relu(-x)], axis=-1)
   return jnp.concatenate([r * jnp.roll(r, -j, axis=-1) for j in range(1, nu + 1)], axis=-1)
+
+
+def _rescaled(num, den):
+  """``num`` and ``den`` divided by the (gradient-stopped) largest ``den`` of each query row.
+
+  The ratio is unchanged, but ``d(1 / den) = -1 / den^2`` no longer overflows float32 when
+  every key a query sees has tiny features (``exp_kernel``: exponents far below the key
+  stabiliser), which would otherwise turn the whole gradient into NaN.
+  """
+  scale = jax.lax.stop_gradient(jnp.max(den, axis=-1, keepdims=True))
+  scale = jnp.where(scale > 0, scale, 1)
+  return num / scale, den / scale
 
 
 def _safe_reciprocal(den):
@@ -170,14 +188,14 @@ def _safe_reciprocal(den):
   return jnp.where(positive, 1 / jnp.where(positive, den, 1), 0)
 
 
-def _features(kernel_fn, x):
+def _features(kernel_fn, x, is_query):
   """``kernel_fn`` applied once to ``x`` of layout ``(..., H, S, L, D)``.
 
   S (bundles) is folded into the position axis, so the kernel sees ``(..., H, S*L, D)`` and a
-  stabilising factor constant over its last two non-feature axes is shared by all bundles.
-  Returns ``(..., H, S, L, R)``.
+  stabilising key factor constant over its last two non-feature axes is shared by all
+  bundles. Returns ``(..., H, S, L, R)``.
   """
-  phi = kernel_fn(x.reshape(x.shape[:-3] + (-1, x.shape[-1])))
+  phi = kernel_fn(x.reshape(x.shape[:-3] + (-1, x.shape[-1])), is_query=is_query)
   return phi.reshape(x.shape[:-1] + phi.shape[-1:])
 
 
@@ -223,7 +241,7 @@ def favor_attention(q, k, v, kernel_fn: Callable, mask=None, causal=False):
 
   Args:
     q, k: ``(..., L, H, D)``; v: ``(..., L, H, Dv)``.
-    kernel_fn: feature map ``(..., D) -> (..., R)``, e.g.
+    kernel_fn: feature map ``kernel_fn(x, is_query)``, ``(..., D) -> (..., R)``, e.g.
       ``functools.partial(relu_kernel, projection=P)`` (module docstring).
     mask: optional ``(..., L)`` bool, True = real token. Padded keys contribute nothing to
       ``A`` or ``B`` (see the module docstring for the official code's eps-per-pad variant).
@@ -234,14 +252,15 @@ def favor_attention(q, k, v, kernel_fn: Callable, mask=None, causal=False):
   """
   _check_qkv(q, k, v, mask)
   to_heads = lambda x: jnp.swapaxes(x, -3, -2)[..., :, None, :, :]  # (..., H, 1, L, X)
-  phi_q = _features(kernel_fn, to_heads(q))
-  phi_k = _features(kernel_fn, to_heads(k))
+  phi_q = _features(kernel_fn, to_heads(q), is_query=True)
+  phi_k = _features(kernel_fn, to_heads(k), is_query=False)
   values = jnp.concatenate([v, jnp.ones(v.shape[:-1] + (1,), v.dtype)], axis=-1)
   if mask is not None:  # zero rows of [v, 1] drop padded keys from A and B alike
     values = values * mask[..., None, None].astype(values.dtype)
   res = _linear_attention(phi_q, phi_k, to_heads(values), causal)[..., 0, :, :]
   res = jnp.swapaxes(res, -3, -2)  # (..., L, H, Dv + 1)
-  return res[..., :-1] * _safe_reciprocal(res[..., -1:])
+  num, den = _rescaled(res[..., :-1], res[..., -1:])
+  return num * _safe_reciprocal(den)
 
 
 def _check_grid(q, k, v, keys, mask):
@@ -310,8 +329,8 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
   num_m, dim = q.shape[-5], q.shape[-1]
   keys = keys.astype(q.dtype)
   real = None if mask is None else mask[..., None, None].astype(q.dtype)  # (..., M, N, L, 1, 1)
-  phi_q = _features(kernel_fn, _bundle(q, keys, None, over_m=True))  # (..., H, N, L, R)
-  phi_k = _features(kernel_fn, _bundle(k, keys, real, over_m=False))  # (..., H, M, L, R)
+  phi_q = _features(kernel_fn, _bundle(q, keys, None, over_m=True), is_query=True)
+  phi_k = _features(kernel_fn, _bundle(k, keys, real, over_m=False), is_query=False)
   v_bundled = _bundle(v, keys, real, over_m=False)  # (..., H, M, L, D)
   if superposed_output:
     norm_cols = jnp.ones(v_bundled.shape[:-1] + (1,), v_bundled.dtype)
@@ -323,7 +342,7 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
     values = values * jnp.any(mask, axis=-2)[..., None, :, :, None].astype(values.dtype)
   res = _linear_attention(phi_q, phi_k, values, causal)  # (..., H, N, L, D + cols)
   res = jnp.moveaxis(res, -4, -2)  # (..., N, L, H, D + cols)
-  num, den = res[..., :dim], res[..., dim:]
+  num, den = _rescaled(res[..., :dim], res[..., dim:])
   if superposed_output:
     return num * _safe_reciprocal(den)
   # Same product with L and H merged (one axis fewer): XLA CPU's YNNPACK reduce fusion

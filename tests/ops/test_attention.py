@@ -219,6 +219,39 @@ def test_exp_kernel_is_closed_form_up_to_shared_factor():
     assert np.max(phi[b]) == pytest.approx(16**-0.5, rel=1e-6)
 
 
+def test_exp_kernel_query_factor_is_per_position():
+  x, p = _normal(0, (2, 6, 3, 8)), _normal(1, (16, 8))
+  phi = np.asarray(attention.exp_kernel(x, p, is_query=True), np.float64)
+  ratio = phi / _np_exp_features(x, p)
+  np.testing.assert_allclose(ratio, np.broadcast_to(ratio[..., :1], ratio.shape), rtol=1e-4)
+  np.testing.assert_allclose(phi.max(-1), 16**-0.5, rtol=1e-6)
+
+
+def test_favor_exp_kernel_gradient_finite_when_key_features_are_tiny():
+  """A key whose features are all tiny (exponents far below the largest key's) gives the
+  query that sees only it a tiny normaliser; the gradient must stay finite (a plain
+  reciprocal's -1 / B^2 overflows at this scale, checked when the test was written)."""
+  q, k, v = (_normal(i, FLAT) for i in range(3))
+  k[:, 0] *= 6.0  # key 0, the only key query 0 sees causally
+  p = _projection(0, 16, 8)
+  kernel_fn = functools.partial(attention.exp_kernel, projection=p)
+  loss = lambda q, k: jnp.sum(attention.favor_attention(q, k, v, kernel_fn, causal=True) ** 2)
+  grads = jax.grad(loss, argnums=(0, 1))(q, k)
+  assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_favor_exp_kernel_query_norms_far_apart(causal):
+  """A query whose exponent is ~100 below another's must not underflow to an all-zero row
+  (a stabiliser shared by all queries would zero it and return 0 instead of attention)."""
+  q, k, v = (_normal(i, FLAT) for i in range(3))
+  q[:, 0] *= 12.0  # position 0: exponents far below the other queries'
+  p = _projection(0, 16, 8)
+  out = _favor(q, k, v, p, kernel="exp", causal=causal)
+  expected = _np_favor(q, k, v, lambda x: _np_exp_features(x, p), None, causal)
+  np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-5)
+
+
 def test_exp_kernel_estimates_softmax_kernel():
   x = 0.5 * _normal(0, (1, 2, 1, 8))  # two positions, one head
   phi = np.asarray(attention.exp_kernel(x, _projection(2, 4096, 8)), np.float64)[0, :, 0]
