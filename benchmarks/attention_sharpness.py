@@ -1,12 +1,12 @@
 """How sharply can one causal attention head attend to the previous token? FAVOR+ vs FAVOR+S.
 
     python benchmarks/attention_sharpness.py [--grids=1x1,1x2,2x1,2x2] [--steps=8000]
-        [--kernel=relu] [--out=benchmarks/results/attention_sharpness.json]
+        [--kernel=relu|exp|dpfp] [--dim=32] [--out=benchmarks/results/attention_sharpness.json]
 
 Associative recall needs a previous-token head (each value position must learn which key
 precedes it) before a second layer can match the query key. This probe isolates that head
 at the Table 3 size (vocabulary 20, E = D = 32, R = 256, one head, L = 31 so one-hot
-position values fit in D): token + learned position embeddings -> LayerNorm -> W_q, W_k
+position values fit in D; ``--dim`` sets E = D): token + learned position embeddings -> LayerNorm -> W_q, W_k
 (with bias), scaled as the attention module scales them, then causal FAVOR+S
 (``ops.favor_s_attention``) on an M x N grid of independent random sequences; M = N = 1 is
 FAVOR+. Adam minimises -log w_{i,i-1}, the weight each channel's query i puts on key i - 1.
@@ -36,25 +36,25 @@ from mimojax.ops import binding
 VOCAB, LENGTH, DIM, FEATURES, BATCH = 20, 31, 32, 256, 8
 
 
-def init_params(rng):
+def init_params(rng, dim=DIM):
   emb, pos, wq, wk = jax.random.split(rng, 4)
   normal = lambda r, shape: 0.02 * jax.random.normal(r, shape)  # GPT-2 / SimpleLM init
-  return {"token": normal(emb, (VOCAB, DIM)), "position": normal(pos, (LENGTH, DIM)),
-          "wq": normal(wq, (DIM, DIM)), "wk": normal(wk, (DIM, DIM)),
-          "bq": jnp.zeros(DIM), "bk": jnp.zeros(DIM), "scale": jnp.ones(DIM),
-          "shift": jnp.zeros(DIM)}
+  return {"token": normal(emb, (VOCAB, dim)), "position": normal(pos, (LENGTH, dim)),
+          "wq": normal(wq, (dim, dim)), "wk": normal(wk, (dim, dim)),
+          "bq": jnp.zeros(dim), "bk": jnp.zeros(dim), "scale": jnp.ones(dim),
+          "shift": jnp.zeros(dim)}
 
 
 def attention_rows(params, tokens, keys, kernel_fn):
   """Causal attention rows ``(B, M, N, L, L)`` of every channel for tokens ``(B, M, N, L)``."""
-  m, n = keys.shape[:2]
+  m, n, dim = keys.shape
   x = params["token"][tokens] + params["position"]
   x = (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5)
   x = x * params["scale"] + params["shift"]
-  scale = (math.sqrt(DIM) * m * n) ** -0.5  # as nn.attention.MultiHeadAttention._favor_s
+  scale = (math.sqrt(dim) * m * n) ** -0.5  # as nn.attention.MultiHeadAttention._favor_s
   q = ((x @ params["wq"] + params["bq"]) * scale)[..., None, :]  # (B, M, N, L, 1, D)
   k = ((x @ params["wk"] + params["bk"]) * scale)[..., None, :]
-  one_hot = jnp.broadcast_to(jnp.eye(LENGTH, DIM)[:, None, :], q.shape)
+  one_hot = jnp.broadcast_to(jnp.eye(LENGTH, dim)[:, None, :], q.shape)
   rows = []
   for channel in range(m * n):  # values only in this channel: its output is its weights
     only = (jnp.arange(m * n) == channel).reshape(m, n, 1, 1, 1).astype(q.dtype)
@@ -68,12 +68,13 @@ def previous_weight(rows):
   return rows[..., idx, idx - 1]
 
 
-def probe(m: int, n: int, steps: int, kernel: str, seed: int = 0) -> dict:
+def probe(m: int, n: int, steps: int, kernel: str, dim: int = DIM, seed: int = 0) -> dict:
   rng = jax.random.key(seed)
-  params = init_params(jax.random.fold_in(rng, 0))
-  keys = binding.rademacher_keys(jax.random.fold_in(rng, 1), (m, n, DIM))
-  projection = attention.gaussian_orthogonal_matrix(jax.random.fold_in(rng, 2), FEATURES, DIM)
+  params = init_params(jax.random.fold_in(rng, 0), dim)
+  keys = binding.rademacher_keys(jax.random.fold_in(rng, 1), (m, n, dim))
+  projection = attention.gaussian_orthogonal_matrix(jax.random.fold_in(rng, 2), FEATURES, dim)
   kernel_fn = {"relu": functools.partial(attention.relu_kernel, projection=projection),
+               "exp": functools.partial(attention.exp_kernel, projection=projection),
                "dpfp": attention.dpfp_kernel}[kernel]
   rows_fn = functools.partial(attention_rows, keys=keys, kernel_fn=kernel_fn)
   loss_fn = lambda p, t: -jnp.mean(jnp.log(previous_weight(rows_fn(p, t)) + 1e-9))
@@ -91,7 +92,7 @@ def probe(m: int, n: int, steps: int, kernel: str, seed: int = 0) -> dict:
   for _ in range(steps):
     params, opt_state, loss = step(params, opt_state, draw())
   weights = np.asarray(previous_weight(jax.jit(rows_fn)(params, draw())))
-  return {"grid": f"{m}x{n}", "kernel": kernel, "steps": steps, "final_loss": float(loss),
+  return {"grid": f"{m}x{n}", "kernel": kernel, "dim": dim, "steps": steps, "final_loss": float(loss),
           "mean_previous_weight": float(weights.mean()),
           "share_above_half": float((weights > 0.5).mean())}
 
@@ -100,7 +101,8 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--grids", default="1x1,1x2,2x1,2x2")
   parser.add_argument("--steps", type=int, default=8000)
-  parser.add_argument("--kernel", default="relu", choices=("relu", "dpfp"))
+  parser.add_argument("--kernel", default="relu", choices=("relu", "exp", "dpfp"))
+  parser.add_argument("--dim", type=int, default=DIM, help="E = D of the head (>= 31)")
   parser.add_argument("--out", default="benchmarks/results/attention_sharpness.json")
   args = parser.parse_args()
   grids = []
@@ -109,16 +111,18 @@ def main():
     if not (m.isdigit() and n.isdigit() and int(m) > 0 and int(n) > 0):
       raise SystemExit(f"--grids entries must look like MxN with positive ints, got {grid!r}")
     grids.append((int(m), int(n)))
-  results = [probe(m, n, args.steps, args.kernel) for m, n in grids]
-  print("| grid M x N | kernel | mean weight on previous token | share of queries > 0.5 |")
-  print("|---|---|---|---|")
+  if args.dim < LENGTH:
+    raise SystemExit(f"--dim must be at least {LENGTH} (one-hot position values), got {args.dim}")
+  results = [probe(m, n, args.steps, args.kernel, args.dim) for m, n in grids]
+  print("| grid M x N | kernel | D | mean weight on previous token | share of queries > 0.5 |")
+  print("|---|---|---|---|---|")
   for r in results:
-    print(f"| {r['grid']} | {r['kernel']} | {r['mean_previous_weight']:.3f} | "
+    print(f"| {r['grid']} | {r['kernel']} | {r['dim']} | {r['mean_previous_weight']:.3f} | "
           f"{r['share_above_half']:.2f} |")
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
     json.dump({"results": results, "command": "python benchmarks/attention_sharpness.py "
-               f"--grids={args.grids} --steps={args.steps} --kernel={args.kernel}",
+               f"--grids={args.grids} --steps={args.steps} --kernel={args.kernel} --dim={args.dim}",
                "jax": jax.__version__, "machine": platform.processor() or platform.machine()},
               f, indent=1)
 
