@@ -36,13 +36,15 @@ from mimojax.ops import binding
 FEATURES = 256
 
 
-def arccos_ratio(m: int, n: int) -> float:
-  """Closed-form aligned / anti-aligned ReLU-kernel ratio for an M x N grid (R, 1/eps -> inf)."""
-  if m * n == 1:
+def arccos_ratio(m: int, n: int, other_cos: float = -1.0) -> float:
+  """Closed-form ReLU-kernel ratio (R, 1/eps -> inf) on an M x N grid: a channel's key aligned
+  with its query over a key at cosine ``other_cos`` (-1: anti-aligned; -1/8: nine keys on a
+  simplex), both diluted by bundling to ``cos / sqrt(MN)``."""
+  if m * n == 1 and other_cos == -1.0:
     return math.inf  # J(pi) = 0: only eps bounds plain FAVOR+'s ratio
   j = lambda theta: math.sin(theta) + (math.pi - theta) * math.cos(theta)
   c = 1 / math.sqrt(m * n)
-  return j(math.acos(c)) / j(math.acos(-c))
+  return j(math.acos(c)) / j(math.acos(other_cos * c))
 
 
 def contrast(dim: int, m: int, n: int, kernel: str, trials: int, seed: int = 0) -> float:
@@ -94,9 +96,12 @@ def main():
     limit = "" if r["arccos_limit"] is None else f"{r['arccos_limit']:.2f}"
     ratio = "inf" if r["ratio"] is None else f"{r['ratio']:.2f}"
     print(f"| {r['kernel']} | {r['grid']} | {r['dim']} | {ratio} | {limit} |")
+  simplex = {f"{m}x{n}": arccos_ratio(m, n, -1 / 8) for m, n in grids}
+  print("arc-cosine limit against the nearest of nine simplex keys (cos = -1/8): "
+        + ", ".join(f"{g} {r:.2f}" for g, r in simplex.items()))
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
-    json.dump({"results": results, "command": "python benchmarks/kernel_contrast.py "
+    json.dump({"results": results, "arccos_limit_vs_simplex_key": simplex, "command": "python benchmarks/kernel_contrast.py "
                f"--dims={args.dims} --grids={args.grids} --trials={args.trials}",
                "jax": jax.__version__, "machine": platform.processor() or platform.machine()},
               f, indent=1)

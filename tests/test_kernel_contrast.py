@@ -16,3 +16,5 @@ def test_plain_favor_contrast_is_not_capped():
   assert kernel_contrast.arccos_ratio(1, 1) == float("inf")
   assert kernel_contrast.contrast(32, 1, 1, "relu", trials=1000) > 100  # eps bounds it
   assert kernel_contrast.arccos_ratio(2, 2) == pytest.approx(5.59, abs=0.01)  # closed form
+  # J(0) / J(acos(-1/8)) = pi / (sin + (pi - theta) cos) at theta = 97.18 degrees
+  assert kernel_contrast.arccos_ratio(1, 1, -1 / 8) == pytest.approx(3.87, abs=0.01)
