@@ -6,8 +6,8 @@
 Associative recall needs a previous-token head (each value position must learn which key
 precedes it) before a second layer can match the query key. This probe isolates that head
 at the Table 3 size (vocabulary 20, E = D = 32, R = 256, one head, L = 31 so one-hot
-position values fit in D; ``--dim`` sets E = D): token + learned position embeddings -> LayerNorm -> W_q, W_k
-(with bias), scaled as the attention module scales them, then causal FAVOR+S
+position values fit in D; ``--dim`` sets E = D): token + learned position embeddings ->
+LayerNorm -> W_q, W_k (with bias), scaled as the attention module scales them, then causal FAVOR+S
 (``ops.favor_s_attention``) on an M x N grid of independent random sequences; M = N = 1 is
 FAVOR+. Adam minimises -log w_{i,i-1}, the weight each channel's query i puts on key i - 1.
 The weights are read from the attention output itself: channel (m, n) gets the one-hot
@@ -92,7 +92,8 @@ def probe(m: int, n: int, steps: int, kernel: str, dim: int = DIM, seed: int = 0
   for _ in range(steps):
     params, opt_state, loss = step(params, opt_state, draw())
   weights = np.asarray(previous_weight(jax.jit(rows_fn)(params, draw())))
-  return {"grid": f"{m}x{n}", "kernel": kernel, "dim": dim, "steps": steps, "final_loss": float(loss),
+  return {"grid": f"{m}x{n}", "kernel": kernel, "dim": dim, "steps": steps,
+          "final_loss": float(loss),
           "mean_previous_weight": float(weights.mean()),
           "share_above_half": float((weights > 0.5).mean())}
 

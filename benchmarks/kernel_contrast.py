@@ -1,20 +1,20 @@
 """How much can one channel's query prefer a matching key in FAVOR+S? A kernel-contrast probe.
 
-    python benchmarks/kernel_contrast.py [--dims=32,64,128] [--grids=1x1,2x2,4x4]
-        [--trials=4000] [--out=benchmarks/results/kernel_contrast.json]
+    python benchmarks/kernel_contrast.py [--dims=32,64,128] [--trials=4000]
+        [--out=benchmarks/results/kernel_contrast.json]
 
-Channel (0, 0) of an M x N grid gets a unit query q and a unit key that is either q
-(aligned) or -q (anti-aligned); every other channel gets independent random unit vectors.
-Queries are bound and bundled over M, keys over N (Eq. 11-12, ``ops.binding`` keys), and
-the feature-map kernel ``phi(q~) . phi(k~)`` of the two bundles is averaged over trials. The
-table reports mean kernel (aligned) / mean kernel (anti-aligned): the largest preference a
-channel can express for one key over another through the feature map. For ReLU features
-(``ops.relu_kernel``, R = 256) and for DPFP (``ops.dpfp_kernel``) the kernel is positively
-homogeneous, so scaling q and k cannot change the ratio; bundling adds the other channels'
-norms to |q~| and |k~|, and the channel's cosine enters only as about cos / sqrt(MN).
-With R -> infinity and eps -> 0 the ReLU ratio is J(theta+) / J(theta-), where
-J(theta) = sin(theta) + (pi - theta) cos(theta) is the arc-cosine kernel and
-cos(theta+-) = +-1 / sqrt(MN) (``arccos_ratio``).
+Channel (0, 0) of an M x N grid (1 x 1, 2 x 2, 4 x 4) gets a unit query q and a unit key
+that is either q (aligned) or -q (anti-aligned); every other channel gets independent
+random unit vectors. Queries are bound and bundled over M, keys over N (Eq. 11-12,
+``ops.binding`` keys), and the feature-map kernel ``phi(q~) . phi(k~)`` of the two bundles
+is averaged over trials. The table reports mean kernel (aligned) / mean kernel
+(anti-aligned): the largest preference a channel can express for one key over another
+through the feature map. For ReLU features (``ops.relu_kernel``, R = 256) and for DPFP
+(``ops.dpfp_kernel``) the kernel is positively homogeneous, so scaling q and k cannot
+change the ratio; bundling adds the other channels' norms to |q~| and |k~|, and the
+channel's cosine enters only as about cos / sqrt(MN). With R -> infinity and eps -> 0 the
+ReLU ratio is J(theta+) / J(theta-), where J(theta) = sin(theta) + (pi - theta) cos(theta)
+is the arc-cosine kernel and cos(theta+-) = +-1 / sqrt(MN) (``arccos_ratio``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from mimojax.ops import attention
 from mimojax.ops import binding
 
 FEATURES = 256
+GRIDS = ((1, 1), (2, 2), (4, 4))
 
 
 def arccos_ratio(m: int, n: int, other_cos: float = -1.0) -> float:
@@ -71,38 +72,33 @@ def contrast(dim: int, m: int, n: int, kernel: str, trials: int, seed: int = 0) 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--dims", default="32,64,128")
-  parser.add_argument("--grids", default="1x1,2x2,4x4")
   parser.add_argument("--trials", type=int, default=4000)
   parser.add_argument("--out", default="benchmarks/results/kernel_contrast.json")
   args = parser.parse_args()
-  dims, grids = [], []
+  dims = []
   for d in args.dims.split(","):
     if not d.isdigit() or int(d) < 1:
       raise SystemExit(f"--dims entries must be positive ints, got {d!r}")
     dims.append(int(d))
-  for grid in args.grids.split(","):
-    m, _, n = grid.partition("x")
-    if not (m.isdigit() and n.isdigit() and int(m) > 0 and int(n) > 0):
-      raise SystemExit(f"--grids entries must look like MxN with positive ints, got {grid!r}")
-    grids.append((int(m), int(n)))
   finite = lambda x: x if math.isfinite(x) else None  # DPFP 1x1: phi(q) . phi(-q) = 0
   results = [{"grid": f"{m}x{n}", "dim": d, "kernel": kernel,
               "ratio": finite(contrast(d, m, n, kernel, args.trials)),
               "arccos_limit": arccos_ratio(m, n) if kernel == "relu" and m * n > 1 else None}
-             for kernel in ("relu", "dpfp") for m, n in grids for d in dims]
+             for kernel in ("relu", "dpfp") for m, n in GRIDS for d in dims]
   print("| kernel | grid M x N | D | aligned / anti-aligned kernel | arc-cosine limit |")
   print("|---|---|---|---|---|")
   for r in results:
     limit = "" if r["arccos_limit"] is None else f"{r['arccos_limit']:.2f}"
     ratio = "inf" if r["ratio"] is None else f"{r['ratio']:.2f}"
     print(f"| {r['kernel']} | {r['grid']} | {r['dim']} | {ratio} | {limit} |")
-  simplex = {f"{m}x{n}": arccos_ratio(m, n, -1 / 8) for m, n in grids}
+  simplex = {f"{m}x{n}": arccos_ratio(m, n, -1 / 8) for m, n in GRIDS}
   print("arc-cosine limit against the nearest of nine simplex keys (cos = -1/8): "
         + ", ".join(f"{g} {r:.2f}" for g, r in simplex.items()))
   os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
   with open(args.out, "w") as f:
-    json.dump({"results": results, "arccos_limit_vs_simplex_key": simplex, "command": "python benchmarks/kernel_contrast.py "
-               f"--dims={args.dims} --grids={args.grids} --trials={args.trials}",
+    json.dump({"results": results, "arccos_limit_vs_simplex_key": simplex,
+               "command": f"python benchmarks/kernel_contrast.py --dims={args.dims} "
+               f"--trials={args.trials}",
                "jax": jax.__version__, "machine": platform.processor() or platform.machine()},
               f, indent=1)
 

@@ -103,9 +103,9 @@ def gaussian_orthogonal_matrix(rng, num_features, dim):
   """Performer random features ``P`` of shape ``(R, D)`` (App. C.1, orthogonal features).
 
   Rows come in blocks of ``D`` orthonormal directions (a Gaussian ``D x D`` matrix with
-  its rows orthonormalised, i.e. its Q factor); the last block is truncated when ``D`` does not divide ``R``. Each row is rescaled
-  by the norm of an independent Gaussian ``D``-vector (chi_D distributed), so every row is
-  marginally ``N(0, I_D)`` (Performer ``scaling=0``).
+  its rows orthonormalised, i.e. its Q factor); the last block is truncated when ``D`` does
+  not divide ``R``. Each row is rescaled by the norm of an independent Gaussian ``D``-vector
+  (chi_D distributed), so every row is marginally ``N(0, I_D)`` (Performer ``scaling=0``).
   """
   if num_features < 1 or dim < 1:
     raise ValueError(f"num_features and dim must be >= 1, got num_features={num_features}, "
