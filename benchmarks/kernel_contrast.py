@@ -60,12 +60,12 @@ def contrast(dim: int, m: int, n: int, kernel: str, trials: int, seed: int = 0) 
     phi = functools.partial(attention.relu_kernel, projection=projection)
   else:
     phi = attention.dpfp_kernel
+  phi_q = phi(binding.superpose(binding.map_bind(q[:, :, 0], keys[:, 0]), axis=1))  # n = 0
   means = []
   for sign in (1.0, -1.0):
-    k_sign = k.at[:, 0, 0].set(sign * q[:, 0, 0])
-    q_bundle = jnp.sum(q[:, :, 0] * keys[:, 0], axis=1)  # query bundle n = 0: sum over m
-    k_bundle = jnp.sum(k_sign[:, 0, :] * keys[0, :], axis=1)  # key bundle m = 0: sum over n
-    means.append(jnp.mean(jnp.sum(phi(q_bundle) * phi(k_bundle), axis=-1)))
+    k_sign = k[:, 0].at[:, 0].set(sign * q[:, 0, 0])  # key bundle m = 0, channel n = 0 set
+    phi_k = phi(binding.superpose(binding.map_bind(k_sign, keys[0]), axis=1))
+    means.append(jnp.mean(jnp.sum(phi_q * phi_k, axis=-1)))
   return float(means[0] / means[1])
 
 
