@@ -70,6 +70,23 @@ def grid_size(m: int, n: int, curriculum: bool) -> tuple[int, int]:
   return m, n
 
 
+def qk_scale(attention: str, head_dim: int, m: int = 1, n: int = 1) -> float:
+  """Factor on q and k before the feature map (official code, ref 2.2 / 2.3): D^(-1/4) for
+  FAVOR+ (the ReLU kernel applies another), (sqrt(D) M N)^(-1/2) for FAVOR+S on an M x N grid."""
+  if attention == "favor_s":
+    return (math.sqrt(head_dim) * m * n) ** -0.5
+  return head_dim ** -0.25
+
+
+def feature_map(spec: "AttentionSpec", projection=None):
+  """The feature map phi of ``spec.kernel``: ReLU random features (ref 2.2 step 4), positive
+  softmax features (both with the (R, D) ``projection``) or DPFP (no projection)."""
+  if spec.kernel == "dpfp":
+    return functools.partial(attention_ops.dpfp_kernel, nu=spec.dpfp_nu)
+  kernel = attention_ops.relu_kernel if spec.kernel == "relu" else attention_ops.exp_kernel
+  return functools.partial(kernel, projection=projection)
+
+
 def check_group(batch: int, m: int, n: int) -> None:
   """Raises ``ValueError`` unless the batch splits into whole M x N superposition groups."""
   if batch % (m * n):
@@ -178,14 +195,7 @@ class MultiHeadAttention(nn.Module):
     return stored
 
   def _kernel_fn(self, train: bool):
-    """The feature map phi of ref 2.2 step 4 (relu), positive softmax features, or DPFP."""
-    spec = self.spec
-    if spec.kernel == "dpfp":
-      return functools.partial(attention_ops.dpfp_kernel, nu=spec.dpfp_nu)
-    projection = self._projection(train)
-    if spec.kernel == "relu":
-      return functools.partial(attention_ops.relu_kernel, projection=projection)
-    return functools.partial(attention_ops.exp_kernel, projection=projection)
+    return feature_map(self.spec, None if self.spec.kernel == "dpfp" else self._projection(train))
 
   def _softmax(self, q, k, v, mask, train: bool):
     spec = self.spec
@@ -197,7 +207,7 @@ class MultiHeadAttention(nn.Module):
         q, k, v, mask=mask, causal=spec.causal, dropout_fn=dropout_fn)
 
   def _favor(self, q, k, v, mask, train: bool):
-    scale = self.spec.head_dim ** -0.25
+    scale = qk_scale("favor", self.spec.head_dim)
     return attention_ops.favor_attention(
         q * scale, k * scale, v, self._kernel_fn(train), mask=mask, causal=self.spec.causal)
 
@@ -210,7 +220,7 @@ class MultiHeadAttention(nn.Module):
             self.make_rng(CONSTANTS), (spec.m, spec.n, spec.head_dim))).value
     m, n = grid_size(spec.m, spec.n, self.curriculum)
     check_group(q.shape[0], m, n)
-    scale = (math.sqrt(spec.head_dim) * m * n) ** -0.5
+    scale = qk_scale("favor_s", spec.head_dim, m, n)
     grid = lambda x: channels.to_grid(x, m, n)
     out = attention_ops.favor_s_attention(
         grid(q * scale), grid(k * scale), grid(v), keys[:m, :n], self._kernel_fn(train),

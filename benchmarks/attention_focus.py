@@ -1,0 +1,204 @@
+"""Where does a trained synthetic-task LM attend? Attention rows of every layer, read out.
+
+    python benchmarks/attention_focus.py --workdir=<run> [--split=test] [--out=FILE]
+
+For associative recall and induction head the answer to the last token is the token that
+followed an earlier copy of it, so a two-layer model solves them with a previous-token head
+(each position i attends to i - 1) and a matching head (the last query attends to the
+positions j whose preceding token equals the last token, the "answer positions"). For every
+layer of every seed of a finished run (``--workdir`` of ``mimojax.main``, latest checkpoint),
+this prints, over the split:
+
+* ``prev``: the weight an answer position j puts on position j - 1 (the previous-token head
+  must make j hold the token before it), next to ``prev_uniform``, 1 / (j + 1);
+* ``match``: the weight the last query puts on the answer positions, next to
+  ``match_uniform``, the share of the positions they hold (uniform attention's weight);
+* the model's last-token accuracy.
+
+Averages run over heads and over the sequences that have an answer position.
+
+The row of channel (m, n) of FAVOR+S is the weight its query puts on its own values,
+``phi(q~_n,i) . phi(k~_m,j) / B^(m,n)_i`` (Eq. 19, 67): it is read out of
+``ops.favor_s_attention`` itself by giving that channel one-hot position values and every
+other channel zero values (as ``attention_sharpness.py`` does); the rest of a FAVOR+S output
+is cross-talk. Softmax and FAVOR+ rows are read the same way from their ops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from mimojax import data as data_lib
+from mimojax.nn.attention import CONSTANTS
+from mimojax.nn.attention import feature_map
+from mimojax.nn.attention import qk_scale
+from mimojax.ops import attention as attention_ops
+from mimojax.ops import channels
+from mimojax.train import checkpoint
+from mimojax.train import loop
+
+
+def _one_hot_chunks(shape, length: int):
+  """One-hot position values ``(B, L, H, W)`` of width W = shape[-1], one array per block of
+  W positions: block c marks position j with e_{j - cW} (zero outside the block)."""
+  width = shape[-1]
+  for start in range(0, length, width):
+    eye = jnp.eye(length, width, k=-start)  # row j: e_{j - start} when in the block
+    yield start, jnp.broadcast_to(eye[:, None, :], shape)
+
+
+def attention_rows(q, k, attend, m: int = 1, n: int = 1):
+  """Attention rows ``(B, H, L, L)`` of ``attend(q, k, v) -> (B, L, H, W)``.
+
+  ``q, k`` (B, L, H, D) as the attention op receives them. ``m * n > 1``: ``attend`` works
+  on batches of M x N grids (example ``(g*M + m)*N + n``), and the row of each channel is
+  its weight on its own values, read with values in that channel only.
+  """
+  batch, length = q.shape[:2]
+  rows = jnp.zeros((batch, q.shape[2], length, length), q.dtype)
+  channel = jnp.arange(batch) % (m * n)
+  for start, one_hot in _one_hot_chunks(q.shape, length):
+    block = []
+    for c in range(m * n):
+      only = (channel == c).astype(q.dtype)[:, None, None, None]
+      out = attend(q, k, one_hot * only)  # (B, L, H, W): rows of channel c's examples
+      block.append(out * only)
+    out = jnp.moveaxis(sum(block), 1, 2)  # (B, H, L, W)
+    width = min(out.shape[-1], length - start)
+    rows = rows.at[..., start:start + width].set(out[..., :width])
+  return rows
+
+
+def layer_attention(spec, constants):
+  """``attend(q, k, v)`` of a layer's ``MultiHeadAttention`` for projected q, k ``(B, L, H, D)``.
+
+  Mirrors the module: FAVOR+ scales q, k by D^-1/4, FAVOR+S by (sqrt(D) M N)^-1/2, both with
+  the layer's frozen ``constants`` (projection, binding keys). Returns ``(attend, M, N)``.
+  """
+  if spec.attention == "softmax":
+    return functools.partial(attention_ops.softmax_attention, causal=spec.causal), 1, 1
+  kernel_fn = feature_map(spec, constants.get("projection"))
+  s = qk_scale(spec.attention, spec.head_dim, spec.m, spec.n)
+  if spec.attention == "favor":
+    return (lambda q, k, v: attention_ops.favor_attention(
+        q * s, k * s, v, kernel_fn, causal=spec.causal)), 1, 1
+
+  def attend(q, k, v):
+    grid = lambda x: channels.to_grid(x * s, spec.m, spec.n)
+    return channels.from_grid(attention_ops.favor_s_attention(
+        grid(q), grid(k), channels.to_grid(v, spec.m, spec.n), constants["binding_keys"],
+        kernel_fn, causal=spec.causal))
+
+  return attend, spec.m, spec.n
+
+
+def focus_stats(rows, tokens):
+  """Sums over the sequences of rows ``(B, H, L, L)`` that have an answer position.
+
+  Per sequence (mean over heads and its answer positions j): ``prev``, the weight j puts on
+  j - 1, and ``prev_uniform``, 1 / (j + 1), what causal uniform attention gives; ``match``,
+  the weight the last query puts on all answer positions, and ``match_uniform``, their share
+  of the L positions. ``with_answer`` counts the sequences, ``sequences`` all of them.
+  """
+  length = tokens.shape[1]
+  # answer positions j in [1, L - 2]: the token before j equals the last token
+  answer = jnp.zeros(tokens.shape, bool).at[:, 1:length - 1].set(
+      tokens[:, :length - 2] == tokens[:, -1:])
+  count = answer.sum(axis=1)
+  has = count > 0
+  per_answer = lambda x: jnp.where(has, (x * answer).sum(-1) / jnp.maximum(count, 1), 0).sum()
+  idx = jnp.arange(1, length)
+  previous = jnp.zeros(tokens.shape).at[:, 1:].set(rows[..., idx, idx - 1].mean(axis=1))
+  match = (rows[:, :, -1, :] * answer[:, None, :]).sum(-1).mean(axis=1)
+  return {"prev": float(per_answer(previous)),
+          "prev_uniform": float(per_answer(1.0 / (jnp.arange(length) + 1.0))),
+          "match": float(jnp.where(has, match, 0).sum()),
+          "match_uniform": float(jnp.where(has, count / length, 0).sum()),
+          "with_answer": int(has.sum()), "sequences": int(tokens.shape[0])}
+
+
+def analyse(workdir: str, split: str = "test") -> list[dict]:
+  """One record per (seed, layer) of the run in ``workdir`` (latest checkpoint)."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  trainer = loop.Trainer(config, workdir)
+  if trainer.info.task_type != "lm":
+    raise ValueError(f"--workdir must hold a language-model run (model.head = 'lm'), got "
+                     f"task type {trainer.info.task_type!r}")
+  state = trainer.init_state()
+  mngr = checkpoint.manager(workdir, config.checkpoint.keep)
+  restored = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state))
+  mngr.close()
+  if restored is None:
+    raise ValueError(f"--workdir {workdir} has no checkpoint")
+  state = jax.device_get(restored[0])
+  model = trainer.model
+  is_qk = lambda module, method: method == "__call__" and module.name in ("query", "key")
+
+  records = []
+  for seed in range(config.seeds.num):
+    params = jax.tree.map(lambda x: x[seed], state.params)
+    model_state = jax.tree.map(lambda x: x[seed], state.model_state)
+    variables = {"params": params, **model_state}
+    apply = jax.jit(lambda batch: model.apply(
+        variables, batch, train=False, capture_intermediates=is_qk,
+        mutable=["intermediates"]))
+    layers = [f"layer_{i}" for i in range(model.num_layers)]
+    spec = model.spec
+    heads = lambda x: x.reshape(x.shape[:2] + (spec.num_heads, spec.head_dim))
+    totals = {layer: None for layer in layers}
+    correct = count = 0
+    for batch in data_lib.eval_batches(trainer.eval_sources[split], config.eval.batch_size):
+      valid = np.asarray(batch["valid"], bool)
+      tokens = jnp.asarray(batch["inputs"])
+      logits, captured = apply(tokens)
+      hits = np.asarray(jnp.argmax(logits[:, -1], -1) == batch["targets"][:, -1])
+      correct += int(hits[valid].sum())
+      count += int(valid.sum())
+      encoder = captured["intermediates"]["encoder"]
+      for layer in layers:
+        block = encoder[layer]["attention"]
+        q, k = (heads(block[name]["__call__"][0]) for name in ("query", "key"))
+        constants = model_state.get(CONSTANTS, {}).get("encoder", {}).get(layer, {})
+        attend, m, n = layer_attention(model.spec, constants.get("attention", {}))
+        rows = attention_rows(q, k, attend, m, n)
+        stats = focus_stats(rows[valid], tokens[valid])
+        totals[layer] = stats if totals[layer] is None else {
+            key: totals[layer][key] + value for key, value in stats.items()}
+    for layer in layers:
+      t = totals[layer]
+      with_answer = max(t.pop("with_answer"), 1)
+      record = {"seed": seed, "layer": layer, "accuracy": correct / count,
+                "with_answer": with_answer / t.pop("sequences")}
+      record.update({key: value / with_answer for key, value in t.items()})
+      records.append(record)
+  return records
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--workdir", required=True)
+  parser.add_argument("--split", default="test")
+  parser.add_argument("--out", default=None, help="JSON path (default <workdir>/attention_focus.json)")
+  args = parser.parse_args()
+  records = analyse(args.workdir, args.split)
+  columns = ("prev", "prev_uniform", "match", "match_uniform", "accuracy")
+  print(f"{'seed':>4} {'layer':>8} " + " ".join(f"{c:>13}" for c in columns))
+  for r in records:
+    print(f"{r['seed']:>4} {r['layer']:>8} " + " ".join(f"{r[c]:13.3f}" for c in columns))
+  out = args.out or os.path.join(args.workdir, "attention_focus.json")
+  with open(out, "w") as f:
+    json.dump({"workdir": args.workdir, "split": args.split, "records": records}, f, indent=2)
+  print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,91 @@
+"""The attention read-out of trained LMs: rows against independent formulas, the statistics,
+and a smoke run whose read-out accuracy equals the run's own evaluation."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from benchmarks import attention_focus
+from experiments import synthetic
+from mimojax.nn.attention import AttentionSpec
+from mimojax.ops import attention as attention_ops
+from mimojax.ops import binding
+from mimojax.train import loop
+
+B, L, H, D = 4, 10, 2, 4  # L > D: rows come from several blocks of one-hot values
+
+
+def _causal_normalised(scores):
+  scores = jnp.where(jnp.tril(jnp.ones((L, L), bool)), scores, 0.0)
+  return scores / scores.sum(-1, keepdims=True)
+
+
+def test_softmax_rows_are_the_softmax_weights():
+  q, k = jax.random.normal(jax.random.key(0), (2, B, L, H, D))
+  attend, m, n = attention_focus.layer_attention(
+      AttentionSpec(num_heads=H, head_dim=D, causal=True), {})
+  rows = attention_focus.attention_rows(q, k, attend, m, n)
+  scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(D)
+  expected = _causal_normalised(jnp.exp(scores - scores.max(-1, keepdims=True)))
+  np.testing.assert_allclose(rows, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("m, n", [(1, 1), (2, 2)])
+def test_favor_rows_are_each_channels_own_kernel_weights(m, n):
+  """Row of channel (m, n): phi(q~_n) . phi(k~_m) over j <= i, normalised (Eq. 19, 67)."""
+  q, k = jax.random.normal(jax.random.key(1), (2, B, L, H, D))
+  projection = attention_ops.gaussian_orthogonal_matrix(jax.random.key(2), 16, D)
+  keys = binding.rademacher_keys(jax.random.key(3), (m, n, D))
+  if m * n == 1:  # plain FAVOR+: no binding
+    keys = jnp.ones_like(keys)
+  spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s" if m * n > 1 else "favor",
+                       causal=True, m=m, n=n)
+  constants = {"projection": projection, "binding_keys": keys}
+  rows = attention_focus.attention_rows(
+      q, k, *attention_focus.layer_attention(spec, constants))
+  scale = (np.sqrt(D) * m * n) ** -0.5 if m * n > 1 else D ** -0.25
+  grid = lambda x: np.asarray(x * scale).reshape(B // (m * n), m, n, L, H, D)
+  qg, kg = grid(q), grid(k)
+  phi = lambda x: attention_ops.relu_kernel(x, projection)
+  for g in range(B // (m * n)):
+    for i in range(m):
+      for j in range(n):
+        q_bundle = phi(sum(qg[g, mm, j] * keys[mm, j] for mm in range(m)))  # (L, H, R)
+        k_bundle = phi(sum(kg[g, i, nn] * keys[i, nn] for nn in range(n)))
+        expected = _causal_normalised(jnp.einsum("qhr,khr->hqk", q_bundle, k_bundle))
+        np.testing.assert_allclose(rows[(g * m + i) * n + j], expected, rtol=1e-4, atol=1e-6)
+
+
+def test_focus_stats_on_known_rows():
+  # two sequences; the last token 7 follows ... 7 at position 2 (answer position 3)
+  tokens = jnp.array([[1, 2, 7, 5, 3, 7], [1, 2, 3, 4, 5, 6]])
+  length = tokens.shape[1]
+  shift = jnp.eye(length, k=-1).at[0, 0].set(1.0)  # every query i >= 1 attends to i - 1
+  last = jnp.zeros(length).at[3].set(0.75).at[0].set(0.25)
+  rows = jnp.stack([shift.at[-1].set(last), shift])[:, None]  # (B, H=1, L, L)
+  stats = attention_focus.focus_stats(rows, tokens)
+  assert stats["sequences"] == 2 and stats["with_answer"] == 1  # no 6 before the second's end
+  assert stats["prev"] == pytest.approx(1.0)  # answer position 3 attends to 2
+  assert stats["prev_uniform"] == pytest.approx(1 / 4)
+  assert stats["match"] == pytest.approx(0.75)
+  assert stats["match_uniform"] == pytest.approx(1 / 6)
+
+
+def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
+  config = synthetic.get_config("model=mimoformer,task=ar,seeds=2,smoke")
+  config.data.data_dir = str(tmp_path / "tfds")
+  workdir = str(tmp_path / "run")
+  loop.train_and_evaluate(config, workdir)
+  with open(os.path.join(workdir, "metrics.jsonl")) as f:
+    final = [json.loads(line) for line in f if '"test"' in line][-1]
+  records = attention_focus.analyse(workdir)
+  assert [(r["seed"], r["layer"]) for r in records] == [
+      (s, f"layer_{i}") for s in range(2) for i in range(config.model.num_layers)]
+  for r in records:
+    assert r["accuracy"] == pytest.approx(final["accuracy_per_seed"][r["seed"]], abs=1e-6)
+    for key in ("prev", "prev_uniform", "match", "match_uniform", "with_answer"):
+      assert 0 <= r[key] <= 1, (key, r)
