@@ -12,7 +12,8 @@ this prints, over the split:
 * ``prev``: the weight an answer position j puts on position j - 1 (the previous-token head
   must make j hold the token before it), next to ``prev_uniform``, 1 / (j + 1);
 * ``match``: the weight the last query puts on the answer positions, next to
-  ``match_uniform``, the share of the positions they hold (uniform attention's weight);
+  ``match_uniform``, the share of the positions they hold (uniform attention's weight), and
+  ``match_odds``, how many times more weight an answer position gets than another one;
 * the model's last-token accuracy.
 
 Averages run over heads and over the sequences that have an answer position.
@@ -125,6 +126,13 @@ def focus_stats(rows, tokens):
           "with_answer": int(has.sum()), "sequences": int(tokens.shape[0])}
 
 
+def odds_ratio(weight: float, share: float) -> float:
+  """How many times more weight an answer position gets than another position, on average:
+  the odds of ``weight`` over the odds of uniform attention's ``share``. Comparable to the
+  kernel ratios of ``kernel_contrast.py`` (e.g. 3.87 for FAVOR+ against nine simplex keys)."""
+  return (weight / (1 - weight)) / (share / (1 - share))
+
+
 def analyse(workdir: str, split: str = "test") -> list[dict]:
   """One record per (seed, layer) of the run in ``workdir`` (latest checkpoint)."""
   with open(os.path.join(workdir, "config.json")) as f:
@@ -179,6 +187,7 @@ def analyse(workdir: str, split: str = "test") -> list[dict]:
       record = {"seed": seed, "layer": layer, "accuracy": correct / count,
                 "with_answer": with_answer / t.pop("sequences")}
       record.update({key: value / with_answer for key, value in t.items()})
+      record["match_odds"] = odds_ratio(record["match"], record["match_uniform"])
       records.append(record)
   return records
 
@@ -190,7 +199,7 @@ def main():
   parser.add_argument("--out", default=None, help="JSON path (default <workdir>/attention_focus.json)")
   args = parser.parse_args()
   records = analyse(args.workdir, args.split)
-  columns = ("prev", "prev_uniform", "match", "match_uniform", "accuracy")
+  columns = ("prev", "prev_uniform", "match", "match_uniform", "match_odds", "accuracy")
   print(f"{'seed':>4} {'layer':>8} " + " ".join(f"{c:>13}" for c in columns))
   for r in records:
     print(f"{r['seed']:>4} {r['layer']:>8} " + " ".join(f"{r[c]:13.3f}" for c in columns))

@@ -89,3 +89,11 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
     assert r["accuracy"] == pytest.approx(final["accuracy_per_seed"][r["seed"]], abs=1e-6)
     for key in ("prev", "prev_uniform", "match", "match_uniform", "with_answer"):
       assert 0 <= r[key] <= 1, (key, r)
+    assert r["match_odds"] == pytest.approx(
+        attention_focus.odds_ratio(r["match"], r["match_uniform"]))
+
+
+def test_odds_ratio():
+  assert attention_focus.odds_ratio(0.5, 0.5) == pytest.approx(1.0)
+  # two answer positions of ten with kernel 4 against 1 elsewhere: weight 8 / 16
+  assert attention_focus.odds_ratio(8 / 16, 2 / 10) == pytest.approx(4.0)
