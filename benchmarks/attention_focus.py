@@ -59,7 +59,8 @@ def _one_hot_chunks(shape, length: int):
 def attention_rows(q, k, attend, m: int = 1, n: int = 1):
   """Attention rows ``(B, H, L, L)`` of ``attend(q, k, v) -> (B, L, H, W)``.
 
-  ``q, k`` (B, L, H, D) as the attention op receives them. ``m * n > 1``: ``attend`` works
+  ``q, k`` (B, L, H, D): the projected queries and keys that ``attend`` takes (it applies
+  the module's scaling, see :func:`layer_attention`). ``m * n > 1``: ``attend`` works
   on batches of M x N grids (example ``(g*M + m)*N + n``), and the row of each channel is
   its weight on its own values, read with values in that channel only.
   """
