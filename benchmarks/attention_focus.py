@@ -87,7 +87,7 @@ def layer_attention(spec, constants):
   """
   if spec.attention == "softmax":
     return functools.partial(attention_ops.softmax_attention, causal=spec.causal), 1, 1
-  kernel_fn = feature_map(spec, constants.get("projection"))
+  kernel_fn = feature_map(spec.kernel, constants.get("projection"), spec.dpfp_nu)
   s = qk_scale(spec.attention, spec.head_dim, spec.m, spec.n)
   if spec.attention == "favor":
     return (lambda q, k, v: attention_ops.favor_attention(
@@ -134,6 +134,25 @@ def odds_ratio(weight: float, share: float) -> float:
   return (weight / (1 - weight)) / (share / (1 - share))
 
 
+def read_out(model, variables, tokens):
+  """Logits ``(B, L, V)`` and every layer's attention rows ``(B, H, L, L)`` for ``tokens``.
+
+  q and k are the outputs of each layer's ``query`` and ``key`` Dense, captured in one
+  forward pass."""
+  is_qk = lambda module, method: method == "__call__" and module.name in ("query", "key")
+  logits, captured = model.apply(variables, tokens, train=False, capture_intermediates=is_qk,
+                                 mutable=["intermediates"])
+  spec = model.spec
+  heads = lambda x: x.reshape(x.shape[:2] + (spec.num_heads, spec.head_dim))
+  rows = []
+  for i in range(model.num_layers):
+    block = captured["intermediates"]["encoder"][f"layer_{i}"]["attention"]
+    q, k = (heads(block[name]["__call__"][0]) for name in ("query", "key"))
+    constants = variables.get(CONSTANTS, {}).get("encoder", {}).get(f"layer_{i}", {})
+    rows.append(attention_rows(q, k, *layer_attention(spec, constants.get("attention", {}))))
+  return logits, rows
+
+
 def analyse(workdir: str, split: str = "test") -> list[dict]:
   """One record per (seed, layer) of the run in ``workdir`` (latest checkpoint)."""
   with open(os.path.join(workdir, "config.json")) as f:
@@ -149,37 +168,24 @@ def analyse(workdir: str, split: str = "test") -> list[dict]:
   if restored is None:
     raise ValueError(f"--workdir {workdir} has no checkpoint")
   state = jax.device_get(restored[0])
-  model = trainer.model
-  is_qk = lambda module, method: method == "__call__" and module.name in ("query", "key")
+  read = jax.jit(functools.partial(read_out, trainer.model))  # compiled once for all seeds
+  layers = [f"layer_{i}" for i in range(trainer.model.num_layers)]
 
   records = []
   for seed in range(config.seeds.num):
-    params = jax.tree.map(lambda x: x[seed], state.params)
-    model_state = jax.tree.map(lambda x: x[seed], state.model_state)
-    variables = {"params": params, **model_state}
-    apply = jax.jit(lambda batch: model.apply(
-        variables, batch, train=False, capture_intermediates=is_qk,
-        mutable=["intermediates"]))
-    layers = [f"layer_{i}" for i in range(model.num_layers)]
-    spec = model.spec
-    heads = lambda x: x.reshape(x.shape[:2] + (spec.num_heads, spec.head_dim))
+    variables = {"params": jax.tree.map(lambda x: x[seed], state.params),
+                 **jax.tree.map(lambda x: x[seed], state.model_state)}
     totals = {layer: None for layer in layers}
     correct = count = 0
     for batch in data_lib.eval_batches(trainer.eval_sources[split], config.eval.batch_size):
       valid = np.asarray(batch["valid"], bool)
       tokens = jnp.asarray(batch["inputs"])
-      logits, captured = apply(tokens)
+      logits, rows = read(variables, tokens)
       hits = np.asarray(jnp.argmax(logits[:, -1], -1) == batch["targets"][:, -1])
       correct += int(hits[valid].sum())
       count += int(valid.sum())
-      encoder = captured["intermediates"]["encoder"]
-      for layer in layers:
-        block = encoder[layer]["attention"]
-        q, k = (heads(block[name]["__call__"][0]) for name in ("query", "key"))
-        constants = model_state.get(CONSTANTS, {}).get("encoder", {}).get(layer, {})
-        attend, m, n = layer_attention(model.spec, constants.get("attention", {}))
-        rows = attention_rows(q, k, attend, m, n)
-        stats = focus_stats(rows[valid], tokens[valid])
+      for layer, layer_rows in zip(layers, rows):
+        stats = focus_stats(layer_rows[valid], tokens[valid])
         totals[layer] = stats if totals[layer] is None else {
             key: totals[layer][key] + value for key, value in stats.items()}
     for layer in layers:

@@ -21,17 +21,24 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import math
 import os
 import platform
+
+import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mimojax.ops import attention
-from mimojax.ops import binding
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import attention_focus  # noqa: E402
+from mimojax.nn.attention import feature_map  # noqa: E402
+from mimojax.nn.attention import qk_scale  # noqa: E402
+from mimojax.ops import attention  # noqa: E402
+from mimojax.ops import binding  # noqa: E402
+from mimojax.ops import channels  # noqa: E402
 
 VOCAB, LENGTH, DIM, FEATURES, BATCH = 20, 31, 32, 256, 8
 
@@ -51,16 +58,17 @@ def attention_rows(params, tokens, keys, kernel_fn):
   x = params["token"][tokens] + params["position"]
   x = (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5)
   x = x * params["scale"] + params["shift"]
-  scale = (math.sqrt(dim) * m * n) ** -0.5  # as nn.attention.MultiHeadAttention._favor_s
-  q = ((x @ params["wq"] + params["bq"]) * scale)[..., None, :]  # (B, M, N, L, 1, D)
-  k = ((x @ params["wk"] + params["bk"]) * scale)[..., None, :]
-  one_hot = jnp.broadcast_to(jnp.eye(LENGTH, dim)[:, None, :], q.shape)
-  rows = []
-  for channel in range(m * n):  # values only in this channel: its output is its weights
-    only = (jnp.arange(m * n) == channel).reshape(m, n, 1, 1, 1).astype(q.dtype)
-    out = attention.favor_s_attention(q, k, one_hot * only, keys, kernel_fn, causal=True)
-    rows.append(out[:, channel // n, channel % n, :, 0, :LENGTH])  # unbinding undid a * a
-  return jnp.stack(rows, axis=1).reshape(tokens.shape + (LENGTH,))
+  scale = qk_scale("favor_s", dim, m, n)
+  flat = lambda y: y.reshape((-1, LENGTH, 1, dim))  # (B*M*N, L, H=1, D), grid order
+  q, k = flat(x @ params["wq"] + params["bq"]), flat(x @ params["wk"] + params["bk"])
+
+  def attend(q, k, v):
+    grid = lambda y: channels.to_grid(y, m, n)
+    return channels.from_grid(attention.favor_s_attention(
+        grid(q * scale), grid(k * scale), grid(v), keys, kernel_fn, causal=True))
+
+  rows = attention_focus.attention_rows(q, k, attend, m, n)  # (B*M*N, 1, L, L)
+  return rows[:, 0].reshape(tokens.shape + (LENGTH,))
 
 
 def previous_weight(rows):
@@ -73,9 +81,7 @@ def probe(m: int, n: int, steps: int, kernel: str, dim: int = DIM, seed: int = 0
   params = init_params(jax.random.fold_in(rng, 0), dim)
   keys = binding.rademacher_keys(jax.random.fold_in(rng, 1), (m, n, dim))
   projection = attention.gaussian_orthogonal_matrix(jax.random.fold_in(rng, 2), FEATURES, dim)
-  kernel_fn = {"relu": functools.partial(attention.relu_kernel, projection=projection),
-               "exp": functools.partial(attention.exp_kernel, projection=projection),
-               "dpfp": attention.dpfp_kernel}[kernel]
+  kernel_fn = feature_map(kernel, projection)
   rows_fn = functools.partial(attention_rows, keys=keys, kernel_fn=kernel_fn)
   loss_fn = lambda p, t: -jnp.mean(jnp.log(previous_weight(rows_fn(p, t)) + 1e-9))
   optimizer = optax.adam(3e-3)

@@ -20,7 +20,6 @@ is the arc-cosine kernel and cos(theta+-) = +-1 / sqrt(MN) (``arccos_ratio``).
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import math
 import os
@@ -30,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mimojax.nn.attention import feature_map
 from mimojax.ops import attention
 from mimojax.ops import binding
 
@@ -55,11 +55,9 @@ def contrast(dim: int, m: int, n: int, kernel: str, trials: int, seed: int = 0) 
   unit = lambda r: (lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True))(
       jax.random.normal(r, (trials, m, n, dim)))
   q, k = unit(jax.random.fold_in(rng, 1)), unit(jax.random.fold_in(rng, 2))
-  if kernel == "relu":
-    projection = attention.gaussian_orthogonal_matrix(jax.random.fold_in(rng, 3), FEATURES, dim)
-    phi = functools.partial(attention.relu_kernel, projection=projection)
-  else:
-    phi = attention.dpfp_kernel
+  projection = (attention.gaussian_orthogonal_matrix(jax.random.fold_in(rng, 3), FEATURES, dim)
+                if kernel == "relu" else None)
+  phi = feature_map(kernel, projection)
   phi_q = phi(binding.superpose(binding.map_bind(q[:, :, 0], keys[:, 0]), axis=1))  # n = 0
   means = []
   for sign in (1.0, -1.0):

@@ -78,13 +78,14 @@ def qk_scale(attention: str, head_dim: int, m: int = 1, n: int = 1) -> float:
   return head_dim ** -0.25
 
 
-def feature_map(spec: "AttentionSpec", projection=None):
-  """The feature map phi of ``spec.kernel``: ReLU random features (ref 2.2 step 4), positive
-  softmax features (both with the (R, D) ``projection``) or DPFP (no projection)."""
-  if spec.kernel == "dpfp":
-    return functools.partial(attention_ops.dpfp_kernel, nu=spec.dpfp_nu)
-  kernel = attention_ops.relu_kernel if spec.kernel == "relu" else attention_ops.exp_kernel
-  return functools.partial(kernel, projection=projection)
+def feature_map(kernel: str, projection=None, dpfp_nu: int = 1):
+  """The feature map phi named by ``kernel`` (``KERNELS``): "relu" random features (ref 2.2
+  step 4) or "exp" positive softmax features, both with the (R, D) ``projection``, or "dpfp"
+  (no projection)."""
+  if kernel == "dpfp":
+    return functools.partial(attention_ops.dpfp_kernel, nu=dpfp_nu)
+  fn = attention_ops.relu_kernel if kernel == "relu" else attention_ops.exp_kernel
+  return functools.partial(fn, projection=projection)
 
 
 def check_group(batch: int, m: int, n: int) -> None:
@@ -195,7 +196,9 @@ class MultiHeadAttention(nn.Module):
     return stored
 
   def _kernel_fn(self, train: bool):
-    return feature_map(self.spec, None if self.spec.kernel == "dpfp" else self._projection(train))
+    spec = self.spec
+    projection = None if spec.kernel == "dpfp" else self._projection(train)
+    return feature_map(spec.kernel, projection, spec.dpfp_nu)
 
   def _softmax(self, q, k, v, mask, train: bool):
     spec = self.spec
