@@ -82,13 +82,13 @@ def attention_rows(q, k, attend, m: int = 1, n: int = 1):
 def layer_attention(spec, constants):
   """``attend(q, k, v)`` of a layer's ``MultiHeadAttention`` for projected q, k ``(B, L, H, D)``.
 
-  Mirrors the module: FAVOR+ scales q, k by D^-1/4, FAVOR+S by (sqrt(D) M N)^-1/2, both with
-  the layer's frozen ``constants`` (projection, binding keys). Returns ``(attend, M, N)``.
+  Mirrors the module: q, k scaled by ``qk_scale``, with the layer's frozen ``constants``
+  (projection, binding keys). Returns ``(attend, M, N)``.
   """
   if spec.attention == "softmax":
     return functools.partial(attention_ops.softmax_attention, causal=spec.causal), 1, 1
   kernel_fn = feature_map(spec.kernel, constants.get("projection"), spec.dpfp_nu)
-  s = qk_scale(spec.attention, spec.head_dim, spec.m, spec.n)
+  s = qk_scale(spec.attention, spec.kernel, spec.head_dim, spec.m, spec.n)
   if spec.attention == "favor":
     return (lambda q, k, v: attention_ops.favor_attention(
         q * s, k * s, v, kernel_fn, causal=spec.causal)), 1, 1

@@ -52,13 +52,15 @@ def init_params(rng, dim=DIM):
           "shift": jnp.zeros(dim)}
 
 
-def attention_rows(params, tokens, keys, kernel_fn):
-  """Causal attention rows ``(B, M, N, L, L)`` of every channel for tokens ``(B, M, N, L)``."""
+def attention_rows(params, tokens, keys, kernel, projection=None):
+  """Causal attention rows ``(B, M, N, L, L)`` of every channel for tokens ``(B, M, N, L)``,
+  with the feature map ``kernel`` and q/k scaling of the MIMOFormer module."""
   m, n, dim = keys.shape
   x = params["token"][tokens] + params["position"]
   x = (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5)
   x = x * params["scale"] + params["shift"]
-  scale = qk_scale("favor_s", dim, m, n)
+  scale = qk_scale("favor_s", kernel, dim, m, n)
+  kernel_fn = feature_map(kernel, projection)
   flat = lambda y: y.reshape((-1, LENGTH, 1, dim))  # (B*M*N, L, H=1, D), grid order
   q, k = flat(x @ params["wq"] + params["bq"]), flat(x @ params["wk"] + params["bk"])
 
@@ -81,8 +83,7 @@ def probe(m: int, n: int, steps: int, kernel: str, dim: int = DIM, seed: int = 0
   params = init_params(jax.random.fold_in(rng, 0), dim)
   keys = binding.rademacher_keys(jax.random.fold_in(rng, 1), (m, n, dim))
   projection = attention.gaussian_orthogonal_matrix(jax.random.fold_in(rng, 2), FEATURES, dim)
-  kernel_fn = feature_map(kernel, projection)
-  rows_fn = functools.partial(attention_rows, keys=keys, kernel_fn=kernel_fn)
+  rows_fn = functools.partial(attention_rows, keys=keys, kernel=kernel, projection=projection)
   loss_fn = lambda p, t: -jnp.mean(jnp.log(previous_weight(rows_fn(p, t)) + 1e-9))
   optimizer = optax.adam(3e-3)
 

@@ -1,7 +1,5 @@
 """The sharpness probe reads true attention rows out of ops.favor_s_attention."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -33,9 +31,8 @@ def test_rows_are_the_channel_attention_weights():
   params = jax.tree.map(lambda w: w * 20 if w.ndim == 2 else w, params)  # not near-uniform
   keys = binding.rademacher_keys(jax.random.key(1), (2, 2, probe.DIM))
   projection = attention.gaussian_orthogonal_matrix(jax.random.key(2), 64, probe.DIM)
-  kernel_fn = functools.partial(attention.relu_kernel, projection=projection)
   tokens = jnp.asarray(np.random.default_rng(0).integers(0, probe.VOCAB, (2, 2, 2, probe.LENGTH)))
-  rows = jax.jit(lambda p, t: probe.attention_rows(p, t, keys, kernel_fn))(params, tokens)
+  rows = jax.jit(lambda p, t: probe.attention_rows(p, t, keys, "relu", projection))(params, tokens)
   np.testing.assert_allclose(rows, _explicit_rows(params, tokens, np.asarray(keys), projection),
                              rtol=2e-4, atol=1e-6)
   assert probe.previous_weight(rows).shape == (2, 2, 2, probe.LENGTH - 1)

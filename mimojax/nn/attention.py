@@ -70,9 +70,13 @@ def grid_size(m: int, n: int, curriculum: bool) -> tuple[int, int]:
   return m, n
 
 
-def qk_scale(attention: str, head_dim: int, m: int = 1, n: int = 1) -> float:
-  """Factor on q and k before the feature map (official code, ref 2.2 / 2.3): D^(-1/4) for
-  FAVOR+ (the ReLU kernel applies another), (sqrt(D) M N)^(-1/2) for FAVOR+S on an M x N grid."""
+def qk_scale(attention: str, kernel: str, head_dim: int, m: int = 1, n: int = 1) -> float:
+  """Factor on q and k before the feature map. ReLU and DPFP follow the official code (ref
+  2.2 / 2.3): D^(-1/4) for FAVOR+ (the ReLU kernel applies another), (sqrt(D) M N)^(-1/2) for
+  FAVOR+S on an M x N grid. The exp kernel gets 1: its own D^(-1/4) then gives the paper's
+  softmax kernel exp(q . k / sqrt(D)) (Eq. 12; Eq. 20 for the bundles)."""
+  if kernel == "exp":
+    return 1.0
   if attention == "favor_s":
     return (math.sqrt(head_dim) * m * n) ** -0.5
   return head_dim ** -0.25
@@ -210,7 +214,7 @@ class MultiHeadAttention(nn.Module):
         q, k, v, mask=mask, causal=spec.causal, dropout_fn=dropout_fn)
 
   def _favor(self, q, k, v, mask, train: bool):
-    scale = qk_scale("favor", self.spec.head_dim)
+    scale = qk_scale("favor", self.spec.kernel, self.spec.head_dim)
     return attention_ops.favor_attention(
         q * scale, k * scale, v, self._kernel_fn(train), mask=mask, causal=self.spec.causal)
 
@@ -223,7 +227,7 @@ class MultiHeadAttention(nn.Module):
             self.make_rng(CONSTANTS), (spec.m, spec.n, spec.head_dim))).value
     m, n = grid_size(spec.m, spec.n, self.curriculum)
     check_group(q.shape[0], m, n)
-    scale = qk_scale("favor_s", spec.head_dim, m, n)
+    scale = qk_scale("favor_s", spec.kernel, spec.head_dim, m, n)
     grid = lambda x: channels.to_grid(x, m, n)
     out = attention_ops.favor_s_attention(
         grid(q * scale), grid(k * scale), grid(v), keys[:m, :n], self._kernel_fn(train),

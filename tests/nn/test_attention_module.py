@@ -261,3 +261,21 @@ def test_softmax_attention_dropout_needs_dropout_rng_and_changes_output():
                                         rngs={"dropout": jax.random.key(seed)})
   np.testing.assert_array_equal(train_out(0), train_out(0))
   assert not np.allclose(train_out(0), eval_out)
+
+
+def test_exp_favor_estimates_the_softmax_module_with_the_same_parameters():
+  """Positive softmax features estimate exp(q . k / sqrt(D)) (Eq. 12): with many features the
+  FAVOR+ module's output approaches the softmax module's, not a colder softmax's."""
+  x, mask = _inputs(), _mask()
+  spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor", kernel="exp",
+                       num_features=4096)
+  variables = _init(MultiHeadAttention(spec, out_dim=E), x, mask)
+  out = MultiHeadAttention(spec, out_dim=E).apply(variables, x, mask, train=False)
+  softmax = MultiHeadAttention(dataclasses.replace(spec, attention="softmax"), out_dim=E)
+  error = lambda params: float(
+      jnp.abs(out - softmax.apply({"params": params}, x, mask, train=False)).mean()
+      / jnp.abs(out).mean())
+  params = variables["params"]
+  colder = dict(params, query=jax.tree.map(lambda w: w * D ** -0.5, params["query"]))
+  assert error(params) < 0.03
+  assert error(colder) > 3 * error(params)
