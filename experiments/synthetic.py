@@ -23,7 +23,8 @@ Paper Table 3 (mean +- sd over 5 seeds), AR / IH:
   MIMOFormer N=2 (DPFP) 93.64 / 98.56.
 Our numbers and wall times are in docs/results.md. The paper trains N=2 without the App. F.1
 curriculum; `--config.mimo.curriculum_fraction=0.4` (warm-up on the 1 x 1 sub-grid of the
-same keys) nearly doubles MIMOFormer recall there (29.8 -> 54.6 %, one seed; results.md).
+same keys) raises MIMOFormer recall there from about 28 % to 44.5 +- 9.4 % (5 seeds;
+results.md).
 """
 
 from mimojax.configs import base
