@@ -30,6 +30,14 @@ def test_synthetic_configs_validate(model, task):
   assert loop.total_steps(config, 5000) == 400 * 156  # 400 epochs of 156 full batches
 
 
+@pytest.mark.parametrize("fraction", [-0.1, 1.0])
+def test_curriculum_fraction_outside_zero_one_is_rejected(fraction):
+  config = synthetic.get_config("model=mimoformer")
+  config.mimo.curriculum_fraction = fraction
+  with pytest.raises(ValueError, match=r"mimo.curriculum_fraction=.* must be in \[0, 1\)"):
+    loop.validate(config)
+
+
 def test_sweep_has_every_table2_row_once():
   rows = favor_s_lra.get_sweep()
   assert len(rows) == len(set(rows)) == 5 + 2 * 5 * 6

@@ -189,15 +189,11 @@ def transformer(config, info) -> Transformer:
         f"model.head = {model.head!r} needs a {expected!r} task, data gives {info.task_type!r}")
   _choice("model.attention", model.attention, ATTENTIONS)
   favor_s = model.attention == "favor_s"
-  m, n, variant, curriculum_fraction = 1, 1, "att", 0.0
+  m, n, variant = 1, 1, "att"
   if favor_s:
     _choice("mimo.variant", mimo.variant, VARIANTS)
     m, n, variant = _positive("mimo.m", mimo.m), _positive("mimo.n", mimo.n), mimo.variant
-    curriculum_fraction = mimo.curriculum_fraction
-    if not isinstance(curriculum_fraction, (int, float)) or not 0 <= curriculum_fraction <= 1:
-      raise ValueError(
-          f"mimo.curriculum_fraction must be in [0, 1], got {curriculum_fraction!r}")
-    if curriculum_fraction > 0 and variant == "att_mlp":
+    if mimo.curriculum_fraction > 0 and variant == "att_mlp":  # its range: train.loop.validate
       raise ValueError(
           "mimo.curriculum_fraction > 0 needs mimo.variant = 'att' (att_mlp has no curriculum)")
   pooling = model.pooling
