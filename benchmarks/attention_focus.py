@@ -40,9 +40,8 @@ import numpy as np
 from mimojax import data as data_lib
 from mimojax.nn.attention import CONSTANTS
 from mimojax.nn.attention import feature_map
-from mimojax.nn.attention import qk_scale
+from mimojax.nn.attention import scaled_linear_attention
 from mimojax.ops import attention as attention_ops
-from mimojax.ops import channels
 from mimojax.train import checkpoint
 from mimojax.train import loop
 
@@ -80,26 +79,17 @@ def attention_rows(q, k, attend, m: int = 1, n: int = 1):
 
 
 def layer_attention(spec, constants):
-  """``attend(q, k, v)`` of a layer's ``MultiHeadAttention`` for projected q, k ``(B, L, H, D)``.
-
-  Mirrors the module: q, k scaled by ``qk_scale``, with the layer's frozen ``constants``
-  (projection, binding keys). Returns ``(attend, M, N)``.
+  """``attend(q, k, v)`` of a layer's ``MultiHeadAttention`` for projected q, k ``(B, L, H, D)``,
+  with the layer's frozen ``constants`` (projection, binding keys). Returns ``(attend, M, N)``.
   """
   if spec.attention == "softmax":
     return functools.partial(attention_ops.softmax_attention, causal=spec.causal), 1, 1
-  kernel_fn = feature_map(spec.kernel, constants.get("projection"), spec.dpfp_nu)
-  s = qk_scale(spec.attention, spec.kernel, spec.head_dim, spec.m, spec.n)
-  if spec.attention == "favor":
-    return (lambda q, k, v: attention_ops.favor_attention(
-        q * s, k * s, v, kernel_fn, causal=spec.causal)), 1, 1
-
-  def attend(q, k, v):
-    grid = lambda x: channels.to_grid(x * s, spec.m, spec.n)
-    return channels.from_grid(attention_ops.favor_s_attention(
-        grid(q), grid(k), channels.to_grid(v, spec.m, spec.n), constants["binding_keys"],
-        kernel_fn, causal=spec.causal))
-
-  return attend, spec.m, spec.n
+  favor_s = spec.attention == "favor_s"
+  attend = functools.partial(
+      scaled_linear_attention, kernel=spec.kernel,
+      kernel_fn=feature_map(spec.kernel, constants.get("projection"), spec.dpfp_nu),
+      keys=constants["binding_keys"] if favor_s else None, causal=spec.causal)
+  return (attend, spec.m, spec.n) if favor_s else (attend, 1, 1)
 
 
 def focus_stats(rows, tokens):

@@ -23,7 +23,6 @@ import functools
 import json
 import os
 import platform
-
 import sys
 
 import jax
@@ -35,10 +34,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import attention_focus  # noqa: E402
 from mimojax.nn.attention import feature_map  # noqa: E402
-from mimojax.nn.attention import qk_scale  # noqa: E402
+from mimojax.nn.attention import scaled_linear_attention  # noqa: E402
 from mimojax.ops import attention  # noqa: E402
 from mimojax.ops import binding  # noqa: E402
-from mimojax.ops import channels  # noqa: E402
 
 VOCAB, LENGTH, DIM, FEATURES, BATCH = 20, 31, 32, 256, 8
 
@@ -59,15 +57,10 @@ def attention_rows(params, tokens, keys, kernel, projection=None):
   x = params["token"][tokens] + params["position"]
   x = (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5)
   x = x * params["scale"] + params["shift"]
-  scale = qk_scale("favor_s", kernel, dim, m, n)
-  kernel_fn = feature_map(kernel, projection)
   flat = lambda y: y.reshape((-1, LENGTH, 1, dim))  # (B*M*N, L, H=1, D), grid order
   q, k = flat(x @ params["wq"] + params["bq"]), flat(x @ params["wk"] + params["bk"])
-
-  def attend(q, k, v):
-    grid = lambda y: channels.to_grid(y, m, n)
-    return channels.from_grid(attention.favor_s_attention(
-        grid(q * scale), grid(k * scale), grid(v), keys, kernel_fn, causal=True))
+  attend = functools.partial(scaled_linear_attention, kernel=kernel,
+                             kernel_fn=feature_map(kernel, projection), keys=keys, causal=True)
 
   rows = attention_focus.attention_rows(q, k, attend, m, n)  # (B*M*N, 1, L, L)
   return rows[:, 0].reshape(tokens.shape + (LENGTH,))

@@ -92,6 +92,26 @@ def feature_map(kernel: str, projection=None, dpfp_nu: int = 1):
   return functools.partial(fn, projection=projection)
 
 
+def scaled_linear_attention(q, k, v, kernel: str, kernel_fn, keys=None, mask=None,
+                            causal: bool = False, superposed_output: bool = False):
+  """FAVOR+ (``keys`` None) or FAVOR+S on the M x N grid of ``keys`` (M, N, D) (Eq. 19),
+  with q and k scaled by ``qk_scale``. q, k, v ``(B, L, H, D)``; the output is ``(B, L, H, D)``,
+  or ``(B/M, L, H, D)`` with ``superposed_output``."""
+  if keys is None:
+    s = qk_scale("favor", kernel, q.shape[-1])
+    return attention_ops.favor_attention(q * s, k * s, v, kernel_fn, mask=mask, causal=causal)
+  m, n = keys.shape[:2]
+  s = qk_scale("favor_s", kernel, q.shape[-1], m, n)
+  grid = lambda x: channels.to_grid(x, m, n)
+  out = attention_ops.favor_s_attention(
+      grid(q * s), grid(k * s), grid(v), keys, kernel_fn,
+      mask=None if mask is None else grid(mask), causal=causal,
+      superposed_output=superposed_output)
+  if superposed_output:
+    return out.reshape((-1,) + out.shape[2:])
+  return channels.from_grid(out)
+
+
 def check_group(batch: int, m: int, n: int) -> None:
   """Raises ``ValueError`` unless the batch splits into whole M x N superposition groups."""
   if batch % (m * n):
@@ -214,9 +234,8 @@ class MultiHeadAttention(nn.Module):
         q, k, v, mask=mask, causal=spec.causal, dropout_fn=dropout_fn)
 
   def _favor(self, q, k, v, mask, train: bool):
-    scale = qk_scale("favor", self.spec.kernel, self.spec.head_dim)
-    return attention_ops.favor_attention(
-        q * scale, k * scale, v, self._kernel_fn(train), mask=mask, causal=self.spec.causal)
+    return scaled_linear_attention(q, k, v, self.spec.kernel, self._kernel_fn(train),
+                                   mask=mask, causal=self.spec.causal)
 
   def _favor_s(self, q, k, v, mask, train: bool):
     """FAVOR+S on the grid (ref 2.3 steps 1-7; Eq. 19, 67, 68)."""
@@ -227,15 +246,9 @@ class MultiHeadAttention(nn.Module):
             self.make_rng(CONSTANTS), (spec.m, spec.n, spec.head_dim))).value
     m, n = grid_size(spec.m, spec.n, self.curriculum)
     check_group(q.shape[0], m, n)
-    scale = qk_scale("favor_s", spec.kernel, spec.head_dim, m, n)
-    grid = lambda x: channels.to_grid(x, m, n)
-    out = attention_ops.favor_s_attention(
-        grid(q * scale), grid(k * scale), grid(v), keys[:m, :n], self._kernel_fn(train),
-        mask=None if mask is None else grid(mask), causal=spec.causal,
-        superposed_output=self.superposed_output)
-    if self.superposed_output:
-      return out.reshape((-1,) + out.shape[2:])
-    return channels.from_grid(out)
+    return scaled_linear_attention(
+        q, k, v, spec.kernel, self._kernel_fn(train), keys[:m, :n], mask=mask,
+        causal=spec.causal, superposed_output=self.superposed_output)
 
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool):
