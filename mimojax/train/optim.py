@@ -4,8 +4,9 @@ Schedules:
 - `constant`.
 - `warmup_linear`: linear from `init_lr` to `learning_rate` over the warm-up, then linear to 0
   (safari's associative-recall recipe).
-- `warmup_cosine`: linear warm-up from `init_lr`, then cosine to `min_lr` (safari's
-  induction-head recipe, timm's cosine scheduler).
+- `warmup_cosine`: linear warm-up from `init_lr`, then cosine to `min_lr` over all steps
+  counted from 0, so the learning rate at the end of the warm-up is already a little below
+  the peak (safari's induction-head recipe: timm's cosine scheduler, `warmup_prefix=False`).
 - `one_cycle`: PyTorch OneCycleLR defaults used by the official MIMONets code
   (div_factor 25, final_div_factor 1e4, `anneal` cos or linear) with optional momentum /
   beta1 cycling 0.95 -> 0.85 -> 0.95 (reference-mimonets 1.6, 2.6).
@@ -71,8 +72,11 @@ def learning_rate_schedule(opt, total_steps: int):
         optax.linear_schedule(peak, 0.0, max(total_steps - warmup, 1)),
     ], [warmup])
   if opt.schedule == "warmup_cosine":
-    return optax.warmup_cosine_decay_schedule(
-        opt.init_lr, peak, max(warmup, 1), max(total_steps, warmup + 1), end_value=opt.min_lr)
+    # timm's CosineLRScheduler as safari runs it (warmup_prefix=False): the cosine spans the
+    # steps from 0, and the warm-up replaces its first part.
+    return lambda step: jnp.where(
+        step < warmup, _anneal("linear", opt.init_lr, peak, step / max(warmup, 1)),
+        _anneal("cos", peak, opt.min_lr, jnp.minimum(step / max(total_steps, 1), 1.0)))
   return one_cycle(total_steps, peak, opt.warmup_fraction, opt.anneal)
 
 
