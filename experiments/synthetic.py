@@ -22,7 +22,8 @@ Paper Table 3 (mean +- sd over 5 seeds), AR / IH:
   Transformer 98.48 / 100.0, Performer 96.32 / 31.58, MIMOFormer N=2 96.52 / 99.40,
   MIMOFormer N=2 (DPFP) 93.64 / 98.56.
 Ours on 2 CPU cores with the default layers, AR / IH (mean +- sd over 5 seeds; a bare
-number is one seed; commands and wall times in docs/results.md):
+number is one seed; IH with the cosine before session 7, docs/fidelity.md; commands and
+wall times in docs/results.md):
   Transformer 99.2 +- 0.1 / 97.0 +- 2.2, Performer 73.0 / not run,
   MIMOFormer N=2 29.8 / 28.8 +- 31.4.
 The paper trains N=2 without the App. F.1 curriculum; `--config.mimo.curriculum_fraction=0.4`
