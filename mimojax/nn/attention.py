@@ -70,16 +70,14 @@ def grid_size(m: int, n: int, curriculum: bool) -> tuple[int, int]:
   return m, n
 
 
-def qk_scale(attention: str, kernel: str, head_dim: int, m: int = 1, n: int = 1) -> float:
+def qk_scale(kernel: str, head_dim: int, m: int = 1, n: int = 1) -> float:
   """Factor on q and k before the feature map. ReLU and DPFP follow the official code (ref
-  2.2 / 2.3): D^(-1/4) for FAVOR+ (the ReLU kernel applies another), (sqrt(D) M N)^(-1/2) for
-  FAVOR+S on an M x N grid. The exp kernel gets 1: its own D^(-1/4) then gives the paper's
+  2.2 / 2.3): (sqrt(D) M N)^(-1/2) on an M x N grid, i.e. D^(-1/4) for FAVOR+ (the ReLU
+  kernel applies another). The exp kernel gets 1: its own D^(-1/4) then gives the paper's
   softmax kernel exp(q . k / sqrt(D)) (Eq. 12; Eq. 20 for the bundles)."""
   if kernel == "exp":
     return 1.0
-  if attention == "favor_s":
-    return (math.sqrt(head_dim) * m * n) ** -0.5
-  return head_dim ** -0.25
+  return (math.sqrt(head_dim) * m * n) ** -0.5
 
 
 def feature_map(kernel: str, projection=None, dpfp_nu: int = 1):
@@ -98,10 +96,10 @@ def scaled_linear_attention(q, k, v, kernel: str, kernel_fn, keys=None, mask=Non
   with q and k scaled by ``qk_scale``. q, k, v ``(B, L, H, D)``; the output is ``(B, L, H, D)``,
   or ``(B/M, L, H, D)`` with ``superposed_output``."""
   if keys is None:
-    s = qk_scale("favor", kernel, q.shape[-1])
+    s = qk_scale(kernel, q.shape[-1])
     return attention_ops.favor_attention(q * s, k * s, v, kernel_fn, mask=mask, causal=causal)
   m, n = keys.shape[:2]
-  s = qk_scale("favor_s", kernel, q.shape[-1], m, n)
+  s = qk_scale(kernel, q.shape[-1], m, n)
   grid = lambda x: channels.to_grid(x, m, n)
   out = attention_ops.favor_s_attention(
       grid(q * s), grid(k * s), grid(v), keys, kernel_fn,
