@@ -21,11 +21,11 @@ separate LM head, no decay on biases and norm scales.
 Paper Table 3 (mean +- sd over 5 seeds), AR / IH:
   Transformer 98.48 / 100.0, Performer 96.32 / 31.58, MIMOFormer N=2 96.52 / 99.40,
   MIMOFormer N=2 (DPFP) 93.64 / 98.56.
-Ours on 2 CPU cores with the default layers, AR / IH (mean +- sd over 5 seeds; a bare
-number is one seed; IH with the cosine before session 7, docs/fidelity.md; commands and
-wall times in docs/results.md):
-  Transformer 99.2 +- 0.1 / 97.0 +- 2.2, Performer 73.0 / not run,
-  MIMOFormer N=2 29.8 / 28.8 +- 31.4.
+Ours with the default layers and safari's schedules, AR / IH (mean +- sd over 5 seeds; one
+H100, except Transformer AR on CPU; commands, per-seed values and wall times in
+docs/results.md, "Table 3 with the default layers"):
+  Transformer 99.2 +- 0.1 / 81.7 +- 34.0, Performer 70.4 +- 3.4 / 47.7 +- 43.9,
+  MIMOFormer N=2 33.7 +- 13.7 / 13.5 +- 8.8, MIMOFormer N=2 (DPFP) 25.0 +- 1.5 / 5.8 +- 1.4.
 The paper trains N=2 without the App. F.1 curriculum; `--config.mimo.curriculum_fraction=0.4`
 (warm-up on the 1 x 1 sub-grid of the same keys) raises MIMOFormer recall there from about
 28 % to 44.5 +- 9.4 % (5 seeds), but left one induction-head seed at chance (results.md).
