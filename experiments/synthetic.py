@@ -22,9 +22,10 @@ Paper Table 3 (mean +- sd over 5 seeds), AR / IH:
   Transformer 98.48 / 100.0, Performer 96.32 / 31.58, MIMOFormer N=2 96.52 / 99.40,
   MIMOFormer N=2 (DPFP) 93.64 / 98.56.
 Ours with the default layers and safari's schedules, AR / IH (mean +- sd over 5 seeds; one
-H100, except Transformer AR on CPU; commands, per-seed values and wall times in
+H100, except the Transformer, on CPU; commands, per-seed values and wall times in
 docs/results.md, "Table 3 with the default layers"):
-  Transformer 99.2 +- 0.1 / 81.7 +- 34.0, Performer 70.4 +- 3.4 / 47.7 +- 43.9,
+  Transformer 99.2 +- 0.1 / 98.3 +- 1.4 (H100 IH: 81.7 +- 34.0, one seed at chance),
+  Performer 70.4 +- 3.4 / 47.7 +- 43.9,
   MIMOFormer N=2 33.7 +- 13.7 / 13.5 +- 8.8, MIMOFormer N=2 (DPFP) 25.0 +- 1.5 / 5.8 +- 1.4.
 The paper trains N=2 without the App. F.1 curriculum; `--config.mimo.curriculum_fraction=0.4`
 (warm-up on the 1 x 1 sub-grid of the same keys) raises MIMOFormer recall there from about
