@@ -42,7 +42,7 @@ from mimojax.configs import base
 # Embedding dropout is not stated in the paper. The Transformer row keeps safari's 0.1 (its
 # transformer config); the linear-attention rows, whose code is not public, use none: with
 # 0.1, 0 of 10 MIMOFormer seeds solved induction head, without it 10 of 10 did (99.5 %, paper
-# 99.40 %), while the Transformer fell from 98.3 % to about 95 % (docs/fidelity.md,
+# 99.40 %), while the Transformer fell from 98.3 % to 94.5 % (docs/fidelity.md,
 # docs/results.md, "Embedding dropout").
 MODELS = {
     # model: (attention, kernel, m, n, embedding dropout)
