@@ -39,11 +39,8 @@ seeds, CPU; results.md).
 
 from mimojax.configs import base
 
-# Embedding dropout is not stated in the paper. The Transformer row keeps safari's 0.1 (its
-# transformer config); the linear-attention rows, whose code is not public, use none: with
-# 0.1, 0 of 10 MIMOFormer seeds solved induction head, without it 10 of 10 did (99.5 %, paper
-# 99.40 %), while the Transformer fell from 98.3 % to 94.5 % (docs/fidelity.md,
-# docs/results.md, "Embedding dropout").
+# Embedding dropout (unstated in the paper): safari's 0.1 for the Transformer, none for the
+# linear-attention models; why and what each gives: docs/fidelity.md.
 MODELS = {
     # model: (attention, kernel, m, n, embedding dropout)
     "transformer": ("softmax", "relu", 1, 1, 0.1),
