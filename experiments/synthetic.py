@@ -35,8 +35,8 @@ The paper trains N=2 without the App. F.1 curriculum; `--config.mimo.curriculum_
 (warm-up on the 1 x 1 sub-grid of the same keys) raised MIMOFormer recall with embedding
 dropout from about 28 % to 44.5 +- 9.4 % (5 seeds); without dropout, to 79.8 +- 4.0 % (2
 seeds, CPU; results.md). With positive softmax features as well (`--config.model.kernel=exp
---config.mimo.curriculum_fraction=0.4`): recall 90.5 +- 9.5 % (3 seeds: 96.0 / 98.4 / 77.2)
-and induction head 100.0 % (1 seed), CPU (results.md, session 10).
+--config.mimo.curriculum_fraction=0.4`): recall 83.6 +- 14.2 % (5 seeds: 96.0 / 98.4 / 77.2 /
+59.4 / 87.2) and induction head 100.0 % (1 seed), CPU (results.md, sessions 10 and 11).
 """
 
 from mimojax.configs import base
