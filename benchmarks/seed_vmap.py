@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
@@ -29,6 +28,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks.train_step import machine_info, run_steps  # noqa: E402
 from experiments import synthetic  # noqa: E402
 from mimojax.train import loop, mesh as mesh_lib  # noqa: E402
 
@@ -51,16 +51,6 @@ def time_batches(r, steps):
   batches = [mesh_lib.global_batch(b, r["trainer"].mesh)
              for b, _ in zip(r["iterator"], range(steps))]
   jax.block_until_ready(batches)
-  return time.perf_counter() - start
-
-
-def run_steps(r):
-  state, trainer = r["state"], r["trainer"]
-  start = time.perf_counter()
-  for batch in r["batches"]:
-    state, metrics = trainer.train_step(state, batch, trainer.train_keys)
-  jax.block_until_ready((state, metrics))
-  r["state"] = state
   return time.perf_counter() - start
 
 
@@ -100,9 +90,7 @@ def main():
                  "vmap_speedup": float(np.median(k * single / times)),
                  "end_to_end_speedup": float(np.median(k * (single + data) / (times + data)))})
   cfg = runs[1]["trainer"].config
-  machine = {"platform": platform.platform(), "processor": platform.processor(),
-             "cpu_count": os.cpu_count(), "jax": jax.__version__,
-             "device": str(jax.devices()[0])}
+  machine = machine_info()
   shape = {"model": args.model, "task": args.task, "kernel": cfg.model.kernel,
            "batch": cfg.train.batch_size, "layers": cfg.model.num_layers,
            "embed": cfg.model.embed_dim, "seq_len": runs[1]["trainer"].info.seq_len}
