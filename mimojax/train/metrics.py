@@ -24,13 +24,18 @@ class MetricWriter:
     if not self.active:
       return
     # epath reads and writes local paths and gs:// alike. GCS objects cannot be appended
-    # to, so the (small) file is rewritten whole on every write; a resumed run keeps the
-    # lines already there.
+    # to, so the (small) file is rewritten whole on every write. A resumed run keeps the
+    # lines up to its restored step and drops those that the interrupted run wrote after
+    # its last checkpoint (the resumed run writes them again); TensorBoard purges likewise.
     self._path = epath.Path(workdir) / "metrics.jsonl"
     self._path.parent.mkdir(parents=True, exist_ok=True)
-    self._text = self._path.read_text() if self._path.exists() else ""
+    lines = self._path.read_text().splitlines(keepends=True) if self._path.exists() else []
+    self._text = "".join(l for l in lines if json.loads(l)["step"] <= initial_step)
+    if len(self._text) != sum(map(len, lines)):
+      self._path.write_text(self._text)
     from tensorboardX import SummaryWriter  # imported lazily: only process 0 needs it
-    self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"))
+    self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"),
+                             purge_step=initial_step + 1 if initial_step else None)
     if sys.stderr.isatty():
       self._bar = tqdm.tqdm(total=total_steps, initial=initial_step, dynamic_ncols=True)
 

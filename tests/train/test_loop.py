@@ -85,7 +85,7 @@ def test_resume_reproduces_uninterrupted_run(data_dir, tmp_path, monkeypatch):
 
   def interrupted(batch, mesh):
     calls["n"] += 1
-    if calls["n"] == 9:  # after the step-6 checkpoint
+    if calls["n"] == 10:  # step 9: after the step-6 checkpoint and the step-8 log
       raise KeyboardInterrupt
     return real(batch, mesh)
 
@@ -93,9 +93,17 @@ def test_resume_reproduces_uninterrupted_run(data_dir, tmp_path, monkeypatch):
   with pytest.raises(KeyboardInterrupt):
     loop.train_and_evaluate(config, str(tmp_path / "resumed"))
   monkeypatch.setattr(mesh_lib, "global_batch", real)
+  interrupted_rows = read_metrics(tmp_path / "resumed")
+  assert max(r["step"] for r in interrupted_rows) == 8  # logged after the step-6 checkpoint
   resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
   for a, b in zip(leaves(straight), leaves(resumed)):
     np.testing.assert_array_equal(a, b)
+  # the rows logged after the checkpoint are replaced, not repeated
+  rows, straight_rows = read_metrics(tmp_path / "resumed"), read_metrics(tmp_path / "straight")
+  assert [(r["step"], r["split"]) for r in rows] == [(r["step"], r["split"])
+                                                     for r in straight_rows]
+  assert [r for r in rows if r["split"] == "test"] == [
+      r for r in straight_rows if r["split"] == "test"]
 
 
 def test_three_vmapped_seeds_equal_three_single_runs(data_dir, tmp_path):
