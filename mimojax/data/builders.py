@@ -36,6 +36,8 @@ Splits: ``train`` / ``test`` for the synthetics (the reference evaluates on test
 ``train`` / ``validation`` / ``test`` for every other task (Text: validation = test, as in
 LRA). ListOps tokens, retrieval documents and pixels are stored compactly (uint8);
 ``load_split`` returns a view that makes int32 ids and right-pads to ``seq_len`` with id 0.
+The synthetic splits (a few hundred KB) are read once into memory (``sources.in_memory``),
+since decoding each array_record example anew cost more than a train step on a GPU.
 
 ``data_config`` fields read by ``load_split`` (an ``ml_collections.ConfigDict``):
   name:     "assoc_recall" | "induction_head" | "listops" | "pathfinder_gen" |
@@ -71,6 +73,7 @@ from mimojax.data import images
 from mimojax.data import listops
 from mimojax.data import lra
 from mimojax.data import pathfinder
+from mimojax.data import sources
 from mimojax.data import synthetic
 from mimojax.data.info import DataInfo
 
@@ -382,7 +385,7 @@ def load_split(data_config, split: str):
   seq_len = builder.info.features["inputs"].shape[0]
   info = DataInfo(vocab_size=cfg.vocab_size, num_classes=cfg.vocab_size, seq_len=seq_len,
                   task_type="lm", num_examples=len(raw))
-  return raw, info
+  return sources.in_memory(raw), info
 
 
 def _lengths(data_config) -> tuple:

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from mimojax.data.info import DataInfo
+from mimojax.data.sources import ArraySource
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
@@ -212,25 +213,6 @@ def _offline_arrays(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   return out
 
 
-class ArraySource:
-  """Random-access view of in-memory images and labels (rows ``start:stop``)."""
-
-  def __init__(self, images: np.ndarray, labels: np.ndarray, start: int = 0,
-               stop: int | None = None):
-    self._images, self._labels = images, labels
-    self._start = start
-    self._stop = len(labels) if stop is None else stop
-
-  def __len__(self) -> int:
-    return self._stop - self._start
-
-  def __getitem__(self, index: int) -> dict:
-    if not 0 <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} examples")
-    i = self._start + index
-    return {"inputs": self._images[i], "label": self._labels[i]}
-
-
 class TfdsImageSource:
   """Random-access view of a tfds image split (rows ``start:stop``), preprocessed per item."""
 
@@ -293,7 +275,7 @@ def load_image_split(data_config, split: str):
     total = len(raw)
   else:
     images, labels = _offline_arrays(name)[base]
-    make = functools.partial(ArraySource, images, labels)
+    make = functools.partial(ArraySource, {"inputs": images, "label": labels})
     total = len(labels)
   if base == "train" and validation:
     if validation >= total:
