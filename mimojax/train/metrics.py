@@ -30,8 +30,9 @@ class MetricWriter:
     self._path = epath.Path(workdir) / "metrics.jsonl"
     self._path.parent.mkdir(parents=True, exist_ok=True)
     lines = self._path.read_text().splitlines(keepends=True) if self._path.exists() else []
-    self._text = "".join(line for line in lines if json.loads(line)["step"] <= initial_step)
-    if len(self._text) != sum(map(len, lines)):
+    kept = [line for line in lines if json.loads(line)["step"] <= initial_step]
+    self._text = "".join(kept)
+    if len(kept) < len(lines):
       self._path.write_text(self._text)
     from tensorboardX import SummaryWriter  # imported lazily: only process 0 needs it
     self._tb = SummaryWriter(str(epath.Path(workdir) / "tensorboard"),
