@@ -28,9 +28,9 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.train_step import machine_info, run_steps  # noqa: E402
+from benchmarks.train_step import machine_info, run_steps, single_step_batches  # noqa: E402
 from experiments import synthetic  # noqa: E402
-from mimojax.train import loop, mesh as mesh_lib  # noqa: E402
+from mimojax.train import loop  # noqa: E402
 
 
 def make_trainer(model, task, kernel, seeds, steps, data_dir):
@@ -41,15 +41,14 @@ def make_trainer(model, task, kernel, seeds, steps, data_dir):
   config.mesh.data = 1
   trainer = loop.Trainer(config, "/tmp")
   iterator = trainer.train_iterator()
-  batches = [mesh_lib.global_batch(b, trainer.mesh) for b, _ in zip(iterator, range(steps))]
+  batches = single_step_batches(trainer, iterator, steps)
   return {"trainer": trainer, "state": trainer.init_state(), "batches": batches, "times": [],
           "iterator": iterator}
 
 
 def time_batches(r, steps):
   start = time.perf_counter()
-  batches = [mesh_lib.global_batch(b, r["trainer"].mesh)
-             for b, _ in zip(r["iterator"], range(steps))]
+  batches = single_step_batches(r["trainer"], r["iterator"], steps)
   jax.block_until_ready(batches)
   return time.perf_counter() - start
 

@@ -52,6 +52,12 @@ def make_config(study: str, model: str, n: int, variant: str, data_dir):
   return config
 
 
+def single_step_batches(trainer, iterator, count):
+  """`count` global batches from `iterator`, each as a stack of one (a call trains one step)."""
+  return [mesh_lib.global_batch({k: v[None] for k, v in b.items()}, trainer.mesh, step_axis=True)
+          for b, _ in zip(iterator, range(count))]
+
+
 def run_steps(r):
   """Runs ``r["batches"]`` through ``r["trainer"].train_step`` from ``r["state"]``; seconds."""
   state, trainer = r["state"], r["trainer"]
@@ -81,8 +87,7 @@ def main():
   for name, model, n, variant in VARIANTS:
     trainer = loop.Trainer(make_config(args.study, model, n, variant, args.data_dir), "/tmp")
     state = trainer.init_state()
-    batches = [mesh_lib.global_batch(b, trainer.mesh)
-               for b, _ in zip(trainer.train_iterator(), range(args.steps))]
+    batches = single_step_batches(trainer, trainer.train_iterator(), args.steps)
     runs[name] = {"trainer": trainer, "state": state, "batches": batches, "times": []}
 
   for r in runs.values():  # warm-up: compile and run once

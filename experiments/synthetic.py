@@ -100,6 +100,7 @@ def get_config(arg=None):
   c.train.batch_size = 32
   c.train.num_epochs = args.epochs
   c.train.log_every_steps = 156
+  c.train.steps_per_call = 52  # 1.4x the steps/s of 1 on an H200 and on the CPU (docs/benchmarks.md)
   c.eval.splits = ("test",)
   c.eval.batch_size = 100
   c.eval.every_steps = 156 * 20

@@ -2,8 +2,9 @@
 
 It validates the config, builds data, model and optimiser, initialises `seeds.num`
 independent models with `jit(vmap(init))`, restores the latest checkpoint in `workdir`
-if there is one, trains with `jit(vmap(train_step))` over a (seed, data) mesh, evaluates
-every `eval.every_steps`, and checkpoints state, data-iterator state and config.
+if there is one, trains with `jit(vmap(train_step))` over a (seed, data) mesh, scanned
+over `train.steps_per_call` batches per call, evaluates every `eval.every_steps`, and
+checkpoints state, data-iterator state and config.
 """
 
 from __future__ import annotations
@@ -72,8 +73,9 @@ def validate(config) -> None:
     raise ValueError("set exactly one of train.num_steps and train.num_epochs (the other -1); "
                      f"got {config.train.num_steps} and {config.train.num_epochs}")
   for name in ("train.batch_size", "train.log_every_steps", "train.max_nonfinite_steps",
-               "train.passes_per_epoch", "eval.every_steps", "eval.batch_size", "seeds.num",
-               "mesh.seed", "checkpoint.every_steps", "checkpoint.keep"):
+               "train.passes_per_epoch", "train.steps_per_call", "eval.every_steps",
+               "eval.batch_size", "seeds.num", "mesh.seed", "checkpoint.every_steps",
+               "checkpoint.keep"):
     group, field = name.split(".")
     _positive(name, config[group][field])
   for split in config.eval.splits:
@@ -92,6 +94,10 @@ def validate(config) -> None:
     raise ValueError(f"opt.decay_exempt={config.opt.decay_exempt!r} is not a regular "
                      f"expression: {e}") from None
   _validate_inputs_per_pass(config)
+  if config.train.steps_per_call > 1 and config.mimo.slow_fraction > 0:
+    raise ValueError(f"train.steps_per_call={config.train.steps_per_call} needs "
+                     "mimo.slow_fraction=0 (slow-mode batches are drawn one step at a "
+                     "time); set train.steps_per_call=1")
   if config.seeds.num % config.mesh.seed:
     raise ValueError(f"seeds.num={config.seeds.num} must be divisible by "
                      f"mesh.seed={config.mesh.seed}")
@@ -163,15 +169,17 @@ class Trainer:
     self.mesh = mesh_lib.make_mesh(config.mesh.seed, config.mesh.data)
     seed_sh = mesh_lib.seed_sharding(self.mesh)
     batch_sh = mesh_lib.batch_sharding(self.mesh)
+    stacked_sh = mesh_lib.batch_sharding(self.mesh, step_axis=True)
     task = self.info.task_type
     epoch_steps = max(steps_per_epoch(config, len(self.train_source)), 1)
 
     def compiled_train_step(model):
+      """(state, batches with a leading step axis, keys) -> (state, metrics (seed, step))."""
       fn = step.make_train_step(model, self.tx, task, mixup_alpha=config.train.mixup_alpha,
                                 grad_skip_factor=config.train.grad_skip_factor,
                                 steps_per_epoch=epoch_steps)
-      return jax.jit(jax.vmap(fn, in_axes=(0, None, 0)),
-                     in_shardings=(seed_sh, batch_sh, seed_sh),
+      return jax.jit(jax.vmap(step.over_batches(fn), in_axes=(0, None, 0)),
+                     in_shardings=(seed_sh, stacked_sh, seed_sh),
                      out_shardings=(seed_sh, seed_sh), donate_argnums=0)
 
     def compiled_eval_step(model):
@@ -215,6 +223,28 @@ class Trainer:
     fraction = self.config.mimo.slow_fraction
     draw = np.random.default_rng([self.config.seed, step_index]).random()
     return fraction > 0 and draw < fraction
+
+  def chunk_length(self, step_index: int) -> int:
+    """Steps that one compiled call trains from `step_index`: `train.steps_per_call`, cut
+    at the next log, evaluation or checkpoint step, the end of the curriculum and the end
+    of training, so that every such event sees the state of its own step."""
+    cfg = self.config
+    stops = [self.total_steps]
+    for every in (cfg.train.log_every_steps, cfg.eval.every_steps, cfg.checkpoint.every_steps):
+      stops.append((step_index // every + 1) * every)
+    if step_index < self.curriculum_steps:
+      stops.append(self.curriculum_steps)
+    return min(cfg.train.steps_per_call, min(stops) - step_index)
+
+  def train_chunk(self, state, iterator, step_index: int):
+    """Trains steps step_index, step_index + 1, ... of one `chunk_length` in one compiled
+    call; returns (state, metrics with (seed, step) leading axes, steps trained)."""
+    count = self.chunk_length(step_index)
+    local = [next(iterator) for _ in range(count)]
+    stacked = {k: np.stack([b[k] for b in local]) for k in local[0]}
+    batches = mesh_lib.global_batch(stacked, self.mesh, step_axis=True)
+    state, metrics = self.step_fn(step_index)(state, batches, self.train_keys)
+    return state, metrics, count
 
   def step_fn(self, step_index: int):
     if step_index < self.curriculum_steps:
@@ -275,11 +305,11 @@ def train_and_evaluate(config, workdir: str):
   writer = metrics_lib.MetricWriter(workdir, trainer.total_steps, start)
   pending = []
   try:
-    for i in range(start, trainer.total_steps):
-      batch = mesh_lib.global_batch(next(iterator), trainer.mesh)
-      state, step_metrics = trainer.step_fn(i)(state, batch, trainer.train_keys)
+    done = start
+    while done < trainer.total_steps:
+      state, step_metrics, count = trainer.train_chunk(state, iterator, done)
       pending.append(step_metrics)
-      done = i + 1
+      done += count
       if done % cfg.log_every_steps == 0 or done == trainer.total_steps:
         _log_train(writer, done, pending, state, cfg.max_nonfinite_steps)
         pending = []
@@ -298,8 +328,8 @@ def train_and_evaluate(config, workdir: str):
 
 def _log_train(writer, step_index, pending, state, max_nonfinite):
   """Writes mean train metrics since the last log; stops on a NaN/Inf streak."""
-  host = _to_host(pending)
-  means = {k: np.mean([m[k] for m in host], axis=0) for k in host[0]}  # per seed
+  host = _to_host(pending)  # one dict per compiled call, arrays (seed, step)
+  means = {k: np.concatenate([m[k] for m in host], axis=1).mean(axis=1) for k in host[0]}
   streak = int(np.max(_to_host(state.nonfinite_streak)))
   if streak >= max_nonfinite:
     raise NonFiniteError(

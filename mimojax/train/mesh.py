@@ -77,23 +77,27 @@ def seed_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P("seed"))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Leading (example) axis over `data`."""
-  return NamedSharding(mesh, P("data"))
+def batch_sharding(mesh: Mesh, step_axis: bool = False) -> NamedSharding:
+  """Example axis over `data`: the leading axis, or the second after a leading step axis
+  (a stack of batches that one compiled call trains on)."""
+  return NamedSharding(mesh, P(None, "data") if step_axis else P("data"))
 
 
-def global_batch(local_batch: dict, mesh: Mesh) -> dict:
+def global_batch(local_batch: dict, mesh: Mesh, step_axis: bool = False) -> dict:
   """Assembles the global batch from this process's slice (multi-host safe).
 
   `local_batch` holds rows [p * B/P, (p + 1) * B/P) of the global batch of B rows; every
-  process calls this with its own slice and gets the same global array.
+  process calls this with its own slice and gets the same global array. With `step_axis`,
+  every array has a leading step axis and the rows are its second axis.
   """
-  sharding = batch_sharding(mesh)
+  sharding = batch_sharding(mesh, step_axis)
   count = jax.process_count()
+  row_axis = int(step_axis)
 
   def build(x):
     x = np.asarray(x)
-    return jax.make_array_from_process_local_data(
-        sharding, x, (x.shape[0] * count,) + x.shape[1:])
+    shape = list(x.shape)
+    shape[row_axis] *= count
+    return jax.make_array_from_process_local_data(sharding, x, tuple(shape))
 
   return {k: build(v) for k, v in local_batch.items()}

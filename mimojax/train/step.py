@@ -152,6 +152,16 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
   return train_step
 
 
+def over_batches(train_step):
+  """train_step(state, batches, rng) over a stack of batches (leading step axis), one step
+  per batch in order, as one program (`lax.scan`); metrics gain a leading step axis."""
+
+  def train_steps(state: TrainState, batches: dict, rng: jax.Array):
+    return jax.lax.scan(lambda s, batch: train_step(s, batch, rng), state, batches)
+
+  return train_steps
+
+
 def make_eval_step(model: nn.Module, task_type: str):
   """Returns eval_step(state, batch) -> sums of loss, correct predictions and weights."""
 

@@ -87,6 +87,8 @@ def test_recipe_epochs_steps_and_batches():
     ({"mimo.slow_fraction": 1.5}, "mimo.slow_fraction"),
     ({"opt.decay_exempt": "(bias"}, "opt.decay_exempt"),
     ({"train.passes_per_epoch": 0}, "train.passes_per_epoch"),
+    ({"train.steps_per_call": 0}, "train.steps_per_call"),
+    ({"train.steps_per_call": 4}, "needs mimo.slow_fraction=0"),
 ])
 def test_bad_recipe_values_are_one_line_errors(override, match):
   config = mimoconv_mnist.get_config("n=4,dynamic,smoke")

@@ -77,17 +77,18 @@ def test_first_step_loss_is_golden_and_chance_level(data_dir, tmp_path):
 
 
 def test_resume_reproduces_uninterrupted_run(data_dir, tmp_path, monkeypatch):
-  config = smoke_config(data_dir, "model=mimoformer,task=ar", **WITH_DROPOUT)
+  config = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=1,
+                        **WITH_DROPOUT)
   straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
 
   real = mesh_lib.global_batch
   calls = {"n": 0}
 
-  def interrupted(batch, mesh):
+  def interrupted(batch, mesh, **kwargs):
     calls["n"] += 1
     if calls["n"] == 10:  # step 9: after the step-6 checkpoint and the step-8 log
       raise KeyboardInterrupt
-    return real(batch, mesh)
+    return real(batch, mesh, **kwargs)
 
   monkeypatch.setattr(mesh_lib, "global_batch", interrupted)
   with pytest.raises(KeyboardInterrupt):
@@ -104,6 +105,55 @@ def test_resume_reproduces_uninterrupted_run(data_dir, tmp_path, monkeypatch):
                                                      for r in straight_rows]
   assert [r for r in rows if r["split"] == "test"] == [
       r for r in straight_rows if r["split"] == "test"]
+
+
+def test_chunks_stop_at_logs_evals_checkpoints_and_curriculum_end(data_dir):
+  # 12 steps; log every 4, evaluate and checkpoint every 6; curriculum until step 3
+  config = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=5,
+                        mimo__curriculum_fraction=0.25)
+  trainer = loop.Trainer(config, "/unused")
+  chunks, i = [], 0
+  while i < trainer.total_steps:
+    chunks.append((i, trainer.chunk_length(i)))
+    i += chunks[-1][1]
+  assert chunks == [(0, 3), (3, 1), (4, 2), (6, 2), (8, 4)]
+
+
+def test_several_steps_per_call_equal_one_step_per_call_and_resume(data_dir, tmp_path,
+                                                                    monkeypatch):
+  """Scanned chunks train the same models and log the same rows as single steps, also
+  when interrupted inside a chunk and resumed (curriculum, dropout and LR schedule on)."""
+  overrides = dict(WITH_DROPOUT, mimo__curriculum_fraction=0.25)
+  single = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=1,
+                        **overrides)
+  straight = leaves(loop.train_and_evaluate(single, str(tmp_path / "single")))
+
+  chunked = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=5,
+                         **overrides)
+  real = mesh_lib.global_batch
+  calls = {"n": 0}
+
+  def interrupted(batch, mesh, **kwargs):
+    calls["n"] += 1
+    if calls["n"] == 5:  # the chunk of steps 8-11: after the step-6 checkpoint, step-8 log
+      raise KeyboardInterrupt
+    return real(batch, mesh, **kwargs)
+
+  monkeypatch.setattr(mesh_lib, "global_batch", interrupted)
+  with pytest.raises(KeyboardInterrupt):
+    loop.train_and_evaluate(chunked, str(tmp_path / "chunked"))
+  monkeypatch.setattr(mesh_lib, "global_batch", real)
+  resumed = leaves(loop.train_and_evaluate(chunked, str(tmp_path / "chunked")))
+  for a, b in zip(straight, resumed):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  rows, single_rows = read_metrics(tmp_path / "chunked"), read_metrics(tmp_path / "single")
+  assert [(r["step"], r["split"]) for r in rows] == [(r["step"], r["split"])
+                                                     for r in single_rows]
+  for row, expected in zip(rows, single_rows):
+    if (row["step"], row["split"]) == (8, "train"):
+      continue  # the resumed run's step-8 row averages steps 6-7 only (restored at 6)
+    assert row["loss"] == pytest.approx(expected["loss"], rel=1e-5)
+    assert row["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
 
 
 def test_three_vmapped_seeds_equal_three_single_runs(data_dir, tmp_path):
