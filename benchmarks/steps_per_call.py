@@ -77,9 +77,11 @@ def main():
       r["times"].append(run_round(r, args.steps))
 
   base = np.asarray(runs[calls[0]]["times"])
-  rows = [{"steps_per_call": k, "steps_per_s": float(np.median(args.steps / np.asarray(r["times"]))),
-           "speedup_vs_first": float(np.median(base / np.asarray(r["times"])))}
-          for k, r in runs.items()]
+  rows = []
+  for k, r in runs.items():
+    times = np.asarray(r["times"])
+    rows.append({"steps_per_call": k, "steps_per_s": float(np.median(args.steps / times)),
+                 "speedup_vs_first": float(np.median(base / times))})
   setup = {"model": args.model, "task": args.task, "seeds": args.seeds,
            "steps_per_round": args.steps, "rounds": args.rounds}
   print(f"\nTraining steps/s through the loop ({setup}; device {jax.devices()[0]})\n")

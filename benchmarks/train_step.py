@@ -54,7 +54,8 @@ def make_config(study: str, model: str, n: int, variant: str, data_dir):
 
 def single_step_batches(trainer, iterator, count):
   """`count` global batches from `iterator`, each as a stack of one (a call trains one step)."""
-  return [mesh_lib.global_batch({k: v[None] for k, v in b.items()}, trainer.mesh, step_axis=True)
+  return [mesh_lib.global_batch({k: v[None] for k, v in b.items()}, trainer.mesh,
+                                step_axis=True)
           for b, _ in zip(iterator, range(count))]
 
 

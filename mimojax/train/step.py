@@ -153,8 +153,8 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
 
 
 def over_batches(train_step):
-  """train_step(state, batches, rng) over a stack of batches (leading step axis), one step
-  per batch in order, as one program (`lax.scan`); metrics gain a leading step axis."""
+  """Returns train_steps(state, batches, rng): `train_step` on each batch of a stack
+  (leading step axis) in order, as one program (`lax.scan`); metrics gain a step axis."""
 
   def train_steps(state: TrainState, batches: dict, rng: jax.Array):
     return jax.lax.scan(lambda s, batch: train_step(s, batch, rng), state, batches)

@@ -76,24 +76,31 @@ def test_first_step_loss_is_golden_and_chance_level(data_dir, tmp_path):
   assert first["loss"] == pytest.approx(GOLDEN_FIRST_LOSS, rel=1e-4)
 
 
-def test_resume_reproduces_uninterrupted_run(data_dir, tmp_path, monkeypatch):
-  config = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=1,
-                        **WITH_DROPOUT)
-  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
-
+def train_interrupted(config, workdir, monkeypatch, at_call):
+  """Runs `config` in `workdir` until a KeyboardInterrupt at the `at_call`-th batch
+  assembly (one per compiled train call and one per evaluation batch)."""
   real = mesh_lib.global_batch
   calls = {"n": 0}
 
   def interrupted(batch, mesh, **kwargs):
     calls["n"] += 1
-    if calls["n"] == 10:  # step 9: after the step-6 checkpoint and the step-8 log
+    if calls["n"] == at_call:
       raise KeyboardInterrupt
     return real(batch, mesh, **kwargs)
 
   monkeypatch.setattr(mesh_lib, "global_batch", interrupted)
   with pytest.raises(KeyboardInterrupt):
-    loop.train_and_evaluate(config, str(tmp_path / "resumed"))
+    loop.train_and_evaluate(config, workdir)
   monkeypatch.setattr(mesh_lib, "global_batch", real)
+
+
+def test_resume_reproduces_uninterrupted_run(data_dir, tmp_path, monkeypatch):
+  config = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=1,
+                        **WITH_DROPOUT)
+  straight = loop.train_and_evaluate(config, str(tmp_path / "straight"))
+
+  # step 9: after the step-6 checkpoint and the step-8 log
+  train_interrupted(config, str(tmp_path / "resumed"), monkeypatch, at_call=10)
   interrupted_rows = read_metrics(tmp_path / "resumed")
   assert max(r["step"] for r in interrupted_rows) == 8  # logged after the step-6 checkpoint
   resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
@@ -130,19 +137,10 @@ def test_several_steps_per_call_equal_one_step_per_call_and_resume(data_dir, tmp
 
   chunked = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=5,
                          **overrides)
-  real = mesh_lib.global_batch
-  calls = {"n": 0}
-
-  def interrupted(batch, mesh, **kwargs):
-    calls["n"] += 1
-    if calls["n"] == 5:  # the chunk of steps 8-11: after the step-6 checkpoint, step-8 log
-      raise KeyboardInterrupt
-    return real(batch, mesh, **kwargs)
-
-  monkeypatch.setattr(mesh_lib, "global_batch", interrupted)
-  with pytest.raises(KeyboardInterrupt):
-    loop.train_and_evaluate(chunked, str(tmp_path / "chunked"))
-  monkeypatch.setattr(mesh_lib, "global_batch", real)
+  # calls: steps 0-2, 3, 4-5, the step-6 evaluation batch, steps 6-7, then steps 8-11,
+  # interrupted after the step-6 checkpoint and the step-8 log
+  train_interrupted(chunked, str(tmp_path / "chunked"), monkeypatch, at_call=6)
+  assert max(r["step"] for r in read_metrics(tmp_path / "chunked")) == 8
   resumed = leaves(loop.train_and_evaluate(chunked, str(tmp_path / "chunked")))
   for a, b in zip(straight, resumed):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
