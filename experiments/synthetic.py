@@ -22,10 +22,10 @@ Paper Table 3 (mean +- sd over 5 seeds), AR / IH:
   Transformer 98.48 / 100.0, Performer 96.32 / 31.58, MIMOFormer N=2 96.52 / 99.40,
   MIMOFormer N=2 (DPFP) 93.64 / 98.56.
 Ours with the defaults, AR / IH (mean +- sd over 5 seeds; docs/results.md, sections
-"Table 3 with the default layers" and "Embedding dropout"; "half" = at step 31,200 of
-62,400, where the device time ran out):
+"Table 3 with the default layers", "Embedding dropout" and "Feature count"; "half" = at
+step 31,200 of 62,400, where the device time ran out):
   Transformer 99.2 +- 0.1 / 98.3 +- 1.4 (CPU),
-  Performer 75.9 +- 23.9 (half) / 29.6 +- 35.1 (half; H100),
+  Performer 82.4 +- 19.3 (H200, session 14) / 29.6 +- 35.1 (half; H100),
   MIMOFormer N=2 27.4 +- 4.8 (half, 10 seeds) / 99.3 +- 1.2 (H100),
   MIMOFormer N=2 (DPFP) 24.9 +- 1.9 (half) / 42.7 +- 44.8 (half; H100).
 With the embedding dropout of 0.1 that every model had until session 9 (H100, full budget):
@@ -38,7 +38,11 @@ seeds, CPU; results.md). With positive softmax features as well (`--config.model
 --config.mimo.curriculum_fraction=0.4`): recall 83.6 +- 14.2 % (5 seeds: 96.0 / 98.4 / 77.2 /
 59.4 / 87.2) and induction head 100.0 % (1 seed), CPU (results.md, sessions 10 and 11);
 adding `--config.opt.learning_rate=1e-3`: recall 78.1 +- 8.7 % and induction head
-46.0 +- 44.1 % (5 vmapped seeds each, H200 and CPU; results.md, session 13).
+46.0 +- 44.1 % (5 vmapped seeds each, H200 and CPU; results.md, session 13). On an H200
+(session 14) the exp + curriculum recipe gives recall 85.3 +- 14.8 % and induction head
+63.0 +- 45.2 %; with `--config.model.num_features=1024` recall 72.8 +- 22.3 %, with
+`--config.model.redraw_features=True` 58.4 +- 8.2 %. The Performer with
+`--config.model.kernel=exp` reaches 89.7 +- 12.8 % on recall.
 """
 
 from mimojax.configs import base
@@ -100,7 +104,7 @@ def get_config(arg=None):
   c.train.batch_size = 32
   c.train.num_epochs = args.epochs
   c.train.log_every_steps = 156
-  c.train.steps_per_call = 52  # 1.4x the steps/s of 1 on an H200 and on the CPU (docs/benchmarks.md)
+  c.train.steps_per_call = 52  # steps/s 1.4x (H200), 1.3x (CPU) of 1 (docs/benchmarks.md)
   c.eval.splits = ("test",)
   c.eval.batch_size = 100
   c.eval.every_steps = 156 * 20
