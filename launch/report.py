@@ -3,10 +3,14 @@
     python launch/report.py runs/mnist_study/n-*                       # table
     python launch/report.py runs/mnist_study/n-* --x=mimo.n --plot=docs/figures/mnist.png
     python launch/report.py RUN... --split=validation --metric=accuracy/inputs_per_pass=1
+    python launch/report.py runs/synthetic/* --best          # best evaluation per seed
 
 For every workdir it reads `config.json` and the last `<split>` line of `metrics.jsonl`
 (DESIGN.md section 4) and prints one row: the workdir, the step, the metric in percent as
-mean +- std over seeds and the per-seed values. `--x=a.b` adds the config value a.b as a
+mean +- std over seeds and the per-seed values. `--best` takes each seed's highest value
+over all `<split>` lines instead (the protocol of a checkpoint callback that keeps the best
+evaluation, as safari's synthetic tasks do, where the validation set is the test set);
+the step column then reads `best of <k>`, and the JSON rows hold each seed's step. `--x=a.b` adds the config value a.b as a
 column; with `--plot` the rows become a line plot of the metric against it (error bars: std
 over seeds; needs matplotlib, `pip install -e ".[plot]"`). `--json` writes the rows.
 """
@@ -19,8 +23,12 @@ import os
 import sys
 
 
-def final_row(workdir: str, split: str, metric: str) -> dict:
-  """{'workdir', 'step', 'mean', 'std', 'per_seed', 'config'} of the last `split` line."""
+def final_row(workdir: str, split: str, metric: str, best: bool = False) -> dict:
+  """{'workdir', 'step', 'mean', 'std', 'per_seed', 'config'} of the last `split` line.
+
+  With `best`, each seed's maximum over all `split` lines; 'step' is 'best of <k>' and
+  'best_steps' lists the step of each seed's maximum (the first, on ties).
+  """
   path = os.path.join(workdir, "metrics.jsonl")
   if not os.path.isfile(path):
     raise ValueError(f"{workdir}: no metrics.jsonl (is it a mimojax workdir?)")
@@ -32,9 +40,20 @@ def final_row(workdir: str, split: str, metric: str) -> dict:
   last = rows[-1]
   with open(os.path.join(workdir, "config.json")) as f:
     config = json.load(f)
-  per_seed = last.get(f"{metric}_per_seed", [last[metric]])
-  return {"workdir": workdir, "step": last["step"], "mean": last[metric],
-          "std": last.get(f"{metric}_std", 0.0), "per_seed": per_seed, "config": config}
+  if not best:
+    per_seed = last.get(f"{metric}_per_seed", [last[metric]])
+    return {"workdir": workdir, "step": last["step"], "mean": last[metric],
+            "std": last.get(f"{metric}_std", 0.0), "per_seed": per_seed, "config": config}
+  history = [(r["step"], r.get(f"{metric}_per_seed", [r[metric]])) for r in rows]
+  per_seed, best_steps = [], []
+  for k in range(len(history[-1][1])):
+    step, value = max(((s, v[k]) for s, v in history), key=lambda sv: (sv[1], -sv[0]))
+    per_seed.append(value)
+    best_steps.append(step)
+  mean = sum(per_seed) / len(per_seed)
+  std = (sum((v - mean) ** 2 for v in per_seed) / len(per_seed)) ** 0.5
+  return {"workdir": workdir, "step": f"best of {len(history)}", "mean": mean, "std": std,
+          "per_seed": per_seed, "best_steps": best_steps, "config": config}
 
 
 def config_value(config: dict, dotted: str):
@@ -86,12 +105,14 @@ def main(argv=None) -> int:
   parser.add_argument("--x", help="config field shown as a column and used as the plot's x")
   parser.add_argument("--plot", help="PNG path (needs --x)")
   parser.add_argument("--title")
+  parser.add_argument("--best", action="store_true",
+                      help="each seed's best value over all evaluations, not the last")
   parser.add_argument("--json", help="write the rows (without configs) to this file")
   args = parser.parse_args(argv)
   try:
     if args.plot and not args.x:
       raise ValueError("--plot needs --x (the config field on the x axis)")
-    rows = [final_row(w, args.split, args.metric) for w in args.workdirs]
+    rows = [final_row(w, args.split, args.metric, args.best) for w in args.workdirs]
     print(table(rows, args.x, args.metric))
     if args.plot:
       plot(rows, args.x, args.metric, args.plot, args.title)

@@ -56,3 +56,26 @@ def test_errors_are_one_line(tmp_path, capsys):
   assert report.main([str(tmp_path / "r"), "--plot=x.png"]) == 2
   assert report.main([str(tmp_path / "r"), "--x=mimo.m"]) == 2
   assert "no field 'mimo.m'" in capsys.readouterr().err
+
+
+def test_best_takes_each_seeds_maximum_over_evaluations(tmp_path, capsys):
+  os.makedirs(tmp_path / "r")
+  (tmp_path / "r" / "config.json").write_text("{}")
+  history = {4: [0.2, 0.9, 0.5], 8: [0.7, 0.9, 0.4], 12: [0.6, 0.3, 0.5]}
+  with open(tmp_path / "r" / "metrics.jsonl", "w") as f:
+    for step, per_seed in history.items():
+      f.write(json.dumps({"step": step, "split": "train", "accuracy": 1.0}) + "\n")
+      mean = sum(per_seed) / 3
+      std = (sum((v - mean) ** 2 for v in per_seed) / 3) ** 0.5
+      f.write(json.dumps({"step": step, "split": "test", "accuracy": mean,
+                          "accuracy_std": std, "accuracy_per_seed": per_seed}) + "\n")
+  out = tmp_path / "rows.json"
+  assert report.main([str(tmp_path / "r"), "--best", f"--json={out}"]) == 0
+  # Seed 0 peaks at step 8, seed 1 first reaches 0.9 at step 4, seed 2 ties at 4 and 12.
+  row, = json.loads(out.read_text())
+  assert row["per_seed"] == [0.7, 0.9, 0.5] and row["best_steps"] == [8, 4, 4]
+  assert row["mean"] == pytest.approx(0.7)
+  assert row["std"] == pytest.approx(((0.0 + 0.04 + 0.04) / 3) ** 0.5)
+  assert "| r | best of 3 | 70.0 +- 16.3 | 70.0 / 90.0 / 50.0 |" in capsys.readouterr().out
+  assert report.main([str(tmp_path / "r")]) == 0  # the default stays the last evaluation
+  assert "| r | 12 | 46.7 +- 12.5 | 60.0 / 30.0 / 50.0 |" in capsys.readouterr().out
