@@ -100,7 +100,10 @@ def base_config() -> ml_collections.ConfigDict:
   # work that bounds small models on accelerators; results equal one step per call up to
   # summation order.
   c.train.steps_per_call = 1
-  c.train.max_nonfinite_steps = 20  # consecutive skipped (NaN/Inf) updates before stopping
+  # Consecutive skipped (NaN/Inf) updates before stopping. Checked where train metrics are
+  # logged, so the run stops at the first log at or after the limit (skipped updates leave
+  # the parameters unchanged).
+  c.train.max_nonfinite_steps = 20
   c.train.passes_per_epoch = 1  # data traversals per epoch (MIMOConv: N, App. E.1)
   c.train.mixup_alpha = 0.0  # image tasks: mixup Beta(alpha, alpha) before superposition; 0 off
   c.train.grad_skip_factor = 0.0  # skip batches with grad norm >= factor x last epoch's mean; 0 off
