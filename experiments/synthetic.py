@@ -44,8 +44,8 @@ adding `--config.opt.learning_rate=1e-3`: recall 78.1 +- 8.7 % and induction hea
 `--config.model.redraw_features=True` 58.4 +- 8.2 %. The Performer with
 `--config.model.kernel=exp` reaches 89.7 +- 12.8 % on recall. On the CPU (session 17) the
 recipe gives 78.2 +- 17.3 % at the last step and 78.7 +- 16.8 % at each seed's best epoch
-(`--config.eval.every_steps=156`, `launch/report.py --best`); `--config.opt.name=sgd` leaves
-the Transformer at chance at lr 5e-4 and 5e-2 and diverges at 5e-1 (12.4 %, 2 seeds).
+(`--config.eval.every_steps=156`, `launch/report.py --best`). `--config.opt.name=sgd` leaves
+the Transformer at chance (12.4 %) at lr 5e-4 and 5e-2 and diverges at 5e-1 (2 seeds each).
 """
 
 from mimojax.configs import base
