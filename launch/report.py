@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 
 
@@ -46,15 +47,12 @@ def final_row(workdir: str, split: str, metric: str, best: bool = False) -> dict
     return {"workdir": workdir, "step": last["step"], "mean": last[metric],
             "std": last.get(f"{metric}_std", 0.0), "per_seed": per_seed, "config": config}
   history = [(r["step"], r.get(f"{metric}_per_seed", [r[metric]])) for r in rows]
-  per_seed, best_steps = [], []
-  for k in range(len(history[-1][1])):
-    step, value = max(((s, v[k]) for s, v in history), key=lambda sv: (sv[1], -sv[0]))
-    per_seed.append(value)
-    best_steps.append(step)
-  mean = sum(per_seed) / len(per_seed)
-  std = (sum((v - mean) ** 2 for v in per_seed) / len(per_seed)) ** 0.5
-  return {"workdir": workdir, "step": f"best of {len(history)}", "mean": mean, "std": std,
-          "per_seed": per_seed, "best_steps": best_steps, "config": config}
+  peaks = [max(((v[k], -s) for s, v in history)) for k in range(len(history[-1][1]))]
+  per_seed = [value for value, _ in peaks]
+  return {"workdir": workdir, "step": f"best of {len(history)}",
+          "mean": statistics.fmean(per_seed), "std": statistics.pstdev(per_seed),
+          "per_seed": per_seed, "best_steps": [-neg_step for _, neg_step in peaks],
+          "config": config}
 
 
 def config_value(config: dict, dotted: str):
