@@ -46,6 +46,7 @@ adding `--config.opt.learning_rate=1e-3`: recall 78.1 +- 8.7 % and induction hea
 recipe gives 78.2 +- 17.3 % at the last step and 78.7 +- 16.8 % at each seed's best epoch
 (`--config.eval.every_steps=156`, `launch/report.py --best`). `--config.opt.name=sgd` leaves
 the Transformer at chance (12.4 %) at lr 5e-4 and 5e-2 and diverges at 5e-1 (2 seeds each).
+The recipe with `--config.model.head_dim=64` gives recall 77.6 +- 21.2 % (CPU, session 18).
 """
 
 from mimojax.configs import base
