@@ -1,6 +1,6 @@
 """Where does a trained synthetic-task LM attend? Attention rows of every layer, read out.
 
-    python benchmarks/attention_focus.py --workdir=<run> [--split=test] [--out=FILE]
+    python benchmarks/attention_focus.py --workdir=<run> [--split=test] [--subgrid] [--out=FILE]
 
 For associative recall and induction head the answer to the last token is the token that
 followed an earlier copy of it, so a two-layer model solves them with a previous-token head
@@ -16,7 +16,9 @@ this prints, over the split:
   ``match_odds``, how many times more weight an answer position gets than another one;
 * the model's last-token accuracy.
 
-Averages run over heads and over the sequences that have an answer position.
+Averages run over heads and over the sequences that have an answer position. ``--subgrid``
+reads the model as the App. F.1 warm-up runs it, on the M/2 x N/2 sub-grid of its keys (a
+copy of a run's checkpoint from the warm-up shows what the warm-up has learnt).
 
 The row of channel (m, n) of FAVOR+S is the weight its query puts on its own values,
 ``phi(q~_n,i) . phi(k~_m,j) / B^(m,n)_i`` (Eq. 19, 67): it is read out of
@@ -40,6 +42,7 @@ import numpy as np
 from mimojax import data as data_lib
 from mimojax.nn.attention import CONSTANTS
 from mimojax.nn.attention import feature_map
+from mimojax.nn.attention import grid_size
 from mimojax.nn.attention import scaled_linear_attention
 from mimojax.ops import attention as attention_ops
 from mimojax.train import checkpoint
@@ -78,18 +81,20 @@ def attention_rows(q, k, attend, m: int = 1, n: int = 1):
   return rows
 
 
-def layer_attention(spec, constants):
+def layer_attention(spec, constants, curriculum: bool = False):
   """``attend(q, k, v)`` of a layer's ``MultiHeadAttention`` for projected q, k ``(B, L, H, D)``,
-  with the layer's frozen ``constants`` (projection, binding keys). Returns ``(attend, M, N)``.
+  with the layer's frozen ``constants`` (projection, binding keys), on the warm-up sub-grid
+  when ``curriculum``. Returns ``(attend, M, N)`` of the grid in use.
   """
   if spec.attention == "softmax":
     return functools.partial(attention_ops.softmax_attention, causal=spec.causal), 1, 1
   favor_s = spec.attention == "favor_s"
+  m, n = grid_size(spec.m, spec.n, curriculum) if favor_s else (1, 1)
   attend = functools.partial(
       scaled_linear_attention, kernel=spec.kernel,
       kernel_fn=feature_map(spec.kernel, constants.get("projection"), spec.dpfp_nu),
-      keys=constants["binding_keys"] if favor_s else None, causal=spec.causal)
-  return (attend, spec.m, spec.n) if favor_s else (attend, 1, 1)
+      keys=constants["binding_keys"][:m, :n] if favor_s else None, causal=spec.causal)
+  return attend, m, n
 
 
 def focus_stats(rows, tokens):
@@ -139,12 +144,14 @@ def read_out(model, variables, tokens):
     block = captured["intermediates"]["encoder"][f"layer_{i}"]["attention"]
     q, k = (heads(block[name]["__call__"][0]) for name in ("query", "key"))
     constants = variables.get(CONSTANTS, {}).get("encoder", {}).get(f"layer_{i}", {})
-    rows.append(attention_rows(q, k, *layer_attention(spec, constants.get("attention", {}))))
+    rows.append(attention_rows(
+        q, k, *layer_attention(spec, constants.get("attention", {}), model.curriculum)))
   return logits, rows
 
 
-def analyse(workdir: str, split: str = "test") -> list[dict]:
-  """One record per (seed, layer) of the run in ``workdir`` (latest checkpoint)."""
+def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[dict]:
+  """One record per (seed, layer) of the run in ``workdir`` (latest checkpoint), read on the
+  warm-up sub-grid when ``subgrid``."""
   with open(os.path.join(workdir, "config.json")) as f:
     config = ml_collections.ConfigDict(json.load(f))
   trainer = loop.Trainer(config, workdir)
@@ -158,7 +165,11 @@ def analyse(workdir: str, split: str = "test") -> list[dict]:
   if restored is None:
     raise ValueError(f"--workdir {workdir} has no checkpoint")
   state = jax.device_get(restored[0])
-  read = jax.jit(functools.partial(read_out, trainer.model))  # compiled once for all seeds
+  if subgrid and config.model.attention != "favor_s":
+    raise ValueError(f"--subgrid needs a FAVOR+S run (model.attention = 'favor_s'), got "
+                     f"{config.model.attention!r}")
+  model = trainer.model.clone(curriculum=subgrid)
+  read = jax.jit(functools.partial(read_out, model))  # compiled once for all seeds
   layers = [f"layer_{i}" for i in range(trainer.model.num_layers)]
 
   records = []
@@ -193,16 +204,21 @@ def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--workdir", required=True)
   parser.add_argument("--split", default="test")
-  parser.add_argument("--out", default=None, help="JSON path (default <workdir>/attention_focus.json)")
+  parser.add_argument("--subgrid", action="store_true",
+                      help="read the model on its App. F.1 warm-up sub-grid")
+  parser.add_argument("--out", default=None, help="JSON path (default <workdir>/attention_focus"
+                      "[_subgrid].json)")
   args = parser.parse_args()
-  records = analyse(args.workdir, args.split)
+  records = analyse(args.workdir, args.split, args.subgrid)
   columns = ("prev", "prev_uniform", "match", "match_uniform", "match_odds", "accuracy")
   print(f"{'seed':>4} {'layer':>8} " + " ".join(f"{c:>13}" for c in columns))
   for r in records:
     print(f"{r['seed']:>4} {r['layer']:>8} " + " ".join(f"{r[c]:13.3f}" for c in columns))
-  out = args.out or os.path.join(args.workdir, "attention_focus.json")
+  name = "attention_focus_subgrid.json" if args.subgrid else "attention_focus.json"
+  out = args.out or os.path.join(args.workdir, name)
   with open(out, "w") as f:
-    json.dump({"workdir": args.workdir, "split": args.split, "records": records}, f, indent=2)
+    json.dump({"workdir": args.workdir, "split": args.split, "subgrid": args.subgrid,
+               "records": records}, f, indent=2)
   print(f"wrote {out}")
 
 

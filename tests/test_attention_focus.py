@@ -34,9 +34,10 @@ def test_softmax_rows_are_the_softmax_weights():
   np.testing.assert_allclose(rows, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("m, n", [(1, 1), (2, 2)])
-def test_favor_rows_are_each_channels_own_kernel_weights(m, n):
-  """Row of channel (m, n): phi(q~_n) . phi(k~_m) over j <= i, normalised (Eq. 19, 67)."""
+@pytest.mark.parametrize("m, n, curriculum", [(1, 1, False), (2, 2, False), (2, 2, True)])
+def test_favor_rows_are_each_channels_own_kernel_weights(m, n, curriculum):
+  """Row of channel (m, n): phi(q~_n) . phi(k~_m) over j <= i, normalised (Eq. 19, 67); with
+  ``curriculum``, on the M/2 x N/2 sub-grid of the same keys (App. F.1)."""
   q, k = jax.random.normal(jax.random.key(1), (2, B, L, H, D))
   projection = attention_ops.gaussian_orthogonal_matrix(jax.random.key(2), 16, D)
   keys = binding.rademacher_keys(jax.random.key(3), (m, n, D))
@@ -46,8 +47,10 @@ def test_favor_rows_are_each_channels_own_kernel_weights(m, n):
                        causal=True, m=m, n=n)
   constants = {"projection": projection, "binding_keys": keys}
   rows = attention_focus.attention_rows(
-      q, k, *attention_focus.layer_attention(spec, constants))
-  scale = (np.sqrt(D) * m * n) ** -0.5 if m * n > 1 else D ** -0.25
+      q, k, *attention_focus.layer_attention(spec, constants, curriculum))
+  if curriculum:
+    m, n, keys = m // 2, n // 2, keys[:m // 2, :n // 2]
+  scale = (np.sqrt(D) * m * n) ** -0.5  # D^(-1/4) for FAVOR+
   grid = lambda x: np.asarray(x * scale).reshape(B // (m * n), m, n, L, H, D)
   qg, kg = grid(q), grid(k)
   phi = lambda x: attention_ops.relu_kernel(x, projection)
@@ -76,8 +79,10 @@ def test_focus_stats_on_known_rows():
 
 
 def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
+  """On the full grid and, with --subgrid, on the warm-up sub-grid (`accuracy/subgrid`)."""
   config = synthetic.get_config("model=mimoformer,task=ar,seeds=2,smoke")
   config.data.data_dir = str(tmp_path / "tfds")
+  config.mimo.curriculum_fraction = 0.25
   workdir = str(tmp_path / "run")
   loop.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
@@ -91,6 +96,19 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
       assert 0 <= r[key] <= 1, (key, r)
     assert r["match_odds"] == pytest.approx(
         attention_focus.odds_ratio(r["match"], r["match_uniform"]))
+  subgrid = attention_focus.analyse(workdir, subgrid=True)
+  for r in subgrid:
+    assert r["accuracy"] == pytest.approx(final["accuracy/subgrid_per_seed"][r["seed"]],
+                                          abs=1e-6)
+  assert [r["prev"] for r in subgrid] != [r["prev"] for r in records]
+
+
+def test_subgrid_read_out_of_a_run_without_a_grid_is_rejected(tmp_path):
+  config = synthetic.get_config("model=performer,task=ar,smoke")
+  config.data.data_dir = str(tmp_path / "tfds")
+  loop.train_and_evaluate(config, str(tmp_path / "run"))
+  with pytest.raises(ValueError, match=r"--subgrid needs a FAVOR\+S run .*'favor'"):
+    attention_focus.analyse(str(tmp_path / "run"), subgrid=True)
 
 
 def test_odds_ratio():

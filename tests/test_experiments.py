@@ -38,6 +38,19 @@ def test_curriculum_fraction_outside_zero_one_is_rejected(fraction):
     loop.validate(config)
 
 
+@pytest.mark.parametrize("curriculum, ramp, message", [
+    (0.4, -0.1, r"mimo.curriculum_ramp_fraction=-0.1 must be in \[0, 1 - mimo.curriculum_fraction\]"),
+    (0.4, 0.7, r"mimo.curriculum_ramp_fraction=0.7 must be in \[0, 1 - mimo.curriculum_fraction\]"),
+    (0.0, 0.2, r"mimo.curriculum_ramp_fraction=0.2 needs .* mimo.curriculum_fraction > 0"),
+])
+def test_curriculum_ramp_outside_its_range_is_rejected(curriculum, ramp, message):
+  config = synthetic.get_config("model=mimoformer")
+  config.mimo.curriculum_fraction = curriculum
+  config.mimo.curriculum_ramp_fraction = ramp
+  with pytest.raises(ValueError, match=message):
+    loop.validate(config)
+
+
 def test_sweep_has_every_table2_row_once():
   rows = favor_s_lra.get_sweep()
   assert len(rows) == len(set(rows)) == 5 + 2 * 5 * 6

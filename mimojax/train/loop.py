@@ -24,6 +24,7 @@ from mimojax.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib, 
 
 log = logging.getLogger("mimojax")
 ALLOWED_SPLITS = ("train", "validation", "test")
+_RAMP_STREAM = 1  # keeps the curriculum ramp's draws apart from is_slow_step's
 
 
 class ConfigError(ValueError):
@@ -69,6 +70,13 @@ def validate(config) -> None:
   if not 0.0 <= config.mimo.curriculum_fraction < 1.0:
     raise ValueError(
         f"mimo.curriculum_fraction={config.mimo.curriculum_fraction} must be in [0, 1)")
+  ramp = config.mimo.curriculum_ramp_fraction
+  if not 0.0 <= ramp <= 1.0 - config.mimo.curriculum_fraction:
+    raise ValueError(f"mimo.curriculum_ramp_fraction={ramp} must be in [0, 1 - "
+                     f"mimo.curriculum_fraction] = [0, {1.0 - config.mimo.curriculum_fraction}]")
+  if ramp > 0 and config.mimo.curriculum_fraction == 0:
+    raise ValueError(f"mimo.curriculum_ramp_fraction={ramp} needs a warm-up to ramp from: "
+                     "set mimo.curriculum_fraction > 0 (or the ramp to 0)")
   if (config.train.num_steps >= 0) == (config.train.num_epochs >= 0):
     raise ValueError("set exactly one of train.num_steps and train.num_epochs (the other -1); "
                      f"got {config.train.num_steps} and {config.train.num_epochs}")
@@ -165,6 +173,7 @@ class Trainer:
       raise ValueError(f"the run has {self.total_steps} training steps; raise "
                        "train.num_steps or train.num_epochs")
     self.curriculum_steps = int(config.mimo.curriculum_fraction * self.total_steps)
+    self.ramp_steps = int(config.mimo.curriculum_ramp_fraction * self.total_steps)
     self.tx = optim.make_optimizer(config.opt, self.total_steps)
     self.mesh = mesh_lib.make_mesh(config.mesh.seed, config.mesh.data)
     seed_sh = mesh_lib.seed_sharding(self.mesh)
@@ -195,8 +204,14 @@ class Trainer:
             inputs_per_pass=config.mimo.slow_inputs_per_pass))
         if config.mimo.slow_fraction > 0 else None)
     self.eval_step = compiled_eval_step(self.model)
-    self.mode_eval_steps = {n: compiled_eval_step(self.model.clone(inputs_per_pass=n))
-                            for n in config.eval.inputs_per_pass}
+    # extra accuracies of every evaluation: the dynamic MIMOConv modes, and the warm-up
+    # sub-grid of a curriculum (where the full-grid accuracy says little during the warm-up)
+    self.mode_eval_steps = {
+        f"accuracy/inputs_per_pass={n}": compiled_eval_step(self.model.clone(inputs_per_pass=n))
+        for n in config.eval.inputs_per_pass}
+    if self.curriculum_steps:
+      self.mode_eval_steps["accuracy/subgrid"] = compiled_eval_step(
+          self.model.clone(curriculum=True))
     self.augment = data_lib.train_augmentation(config.data)
     # built inside jit: device_put cannot target devices of other processes
     self.init_keys, self.train_keys = jax.jit(
@@ -224,17 +239,32 @@ class Trainer:
     draw = np.random.default_rng([self.config.seed, step_index]).random()
     return fraction > 0 and draw < fraction
 
+  def on_subgrid(self, step_index: int) -> bool:
+    """Whether batch `step_index` trains on the M/2 x N/2 sub-grid: every step of the
+    warm-up (App. F.1); then, over the `mimo.curriculum_ramp_fraction` ramp (not in the
+    paper, docs/fidelity.md), a draw seeded by (seed, step) that takes the full grid with
+    probability (k + 1) / (ramp steps + 1) at the ramp's k-th step."""
+    into_ramp = step_index - self.curriculum_steps
+    if into_ramp < 0:
+      return True
+    if into_ramp >= self.ramp_steps:
+      return False
+    draw = np.random.default_rng([self.config.seed, step_index, _RAMP_STREAM]).random()
+    return draw >= (into_ramp + 1) / (self.ramp_steps + 1)
+
   def chunk_length(self, step_index: int) -> int:
     """Steps that one compiled call trains from `step_index`: `train.steps_per_call`, cut
-    at the next log, evaluation or checkpoint step, the end of the curriculum and the end
-    of training, so that every such event sees the state of its own step."""
+    at the next log, evaluation or checkpoint step, at the first step whose grid
+    (`on_subgrid`) differs and at the end of training, so that every such event sees the
+    state of its own step."""
     cfg = self.config
     stops = [self.total_steps]
     for every in (cfg.train.log_every_steps, cfg.eval.every_steps, cfg.checkpoint.every_steps):
       stops.append((step_index // every + 1) * every)
-    if step_index < self.curriculum_steps:
-      stops.append(self.curriculum_steps)
-    return min(cfg.train.steps_per_call, min(stops) - step_index)
+    count = min(cfg.train.steps_per_call, min(stops) - step_index)
+    subgrid = self.on_subgrid(step_index)
+    return next((i for i in range(1, count) if self.on_subgrid(step_index + i) != subgrid),
+                count)
 
   def train_chunk(self, state, iterator, step_index: int):
     """Trains steps step_index, step_index + 1, ... of one `chunk_length` in one compiled
@@ -247,7 +277,7 @@ class Trainer:
     return state, metrics, count
 
   def step_fn(self, step_index: int):
-    if step_index < self.curriculum_steps:
+    if self.on_subgrid(step_index):
       return self.warmup_train_step
     if self.is_slow_step(step_index):
       return self.slow_train_step
@@ -255,14 +285,14 @@ class Trainer:
 
   def evaluate(self, state, split: str) -> dict:
     """Accuracy and loss on a whole split, per seed, pooled over examples; plus
-    `accuracy/inputs_per_pass=<n>` for every `eval.inputs_per_pass` mode."""
+    `accuracy/inputs_per_pass=<n>` for every `eval.inputs_per_pass` mode and, with a
+    curriculum, `accuracy/subgrid` of the model on its warm-up sub-grid."""
     totals = self._eval_sums(self.eval_step, state, split)
     out = metrics_lib.summarize_seeds("accuracy", totals["correct"] / totals["weight"])
     out.update(metrics_lib.summarize_seeds("loss", totals["loss"] / totals["weight"]))
-    for n, eval_step in self.mode_eval_steps.items():
+    for name, eval_step in self.mode_eval_steps.items():
       totals = self._eval_sums(eval_step, state, split)
-      out.update(metrics_lib.summarize_seeds(f"accuracy/inputs_per_pass={n}",
-                                             totals["correct"] / totals["weight"]))
+      out.update(metrics_lib.summarize_seeds(name, totals["correct"] / totals["weight"]))
     return out
 
   def _eval_sums(self, eval_step, state, split: str) -> dict:

@@ -66,7 +66,8 @@ def test_slow_mode_batches_follow_the_fraction_and_are_reproducible():
   assert trainer.step_fn(slow[0] + 1 if slow[0] + 1 not in slow else 0) is trainer.train_step
   static = loop.Trainer(mimoconv_mnist.get_config("n=4,smoke"), "/x")
   assert static.slow_train_step is None and not any(static.is_slow_step(i) for i in slow)
-  assert sorted(trainer.mode_eval_steps) == [1, 2]
+  assert sorted(trainer.mode_eval_steps) == ["accuracy/inputs_per_pass=1",
+                                              "accuracy/inputs_per_pass=2"]
 
 
 def test_recipe_epochs_steps_and_batches():

@@ -126,6 +126,53 @@ def test_chunks_stop_at_logs_evals_checkpoints_and_curriculum_end(data_dir):
   assert chunks == [(0, 3), (3, 1), (4, 2), (6, 2), (8, 4)]
 
 
+def test_curriculum_ramp_mixes_grids_with_a_linearly_rising_full_grid_share(data_dir):
+  """Warm-up steps train on the sub-grid and steps after the ramp on the full grid; in the
+  ramp the full-grid share follows (k + 1) / (ramp + 1), and no compiled call mixes grids."""
+  every = dict(train__log_every_steps=1000, eval__every_steps=1000,
+               checkpoint__every_steps=1000)
+  config = smoke_config(data_dir, "model=mimoformer,task=ar", train__num_steps=4000,
+                        train__steps_per_call=52, mimo__curriculum_fraction=0.25,
+                        mimo__curriculum_ramp_fraction=0.5, **every)
+  trainer = loop.Trainer(config, "/unused")
+  subgrid = np.array([trainer.on_subgrid(i) for i in range(4000)])
+  assert subgrid[:1000].all() and not subgrid[3000:].any()
+  full = ~subgrid[1000:3000]
+  expected = (np.arange(2000) + 1) / 2001
+  # binomial sd of a half's share: about 0.014
+  assert full[:1000].mean() == pytest.approx(expected[:1000].mean(), abs=0.05)
+  assert full[1000:].mean() == pytest.approx(expected[1000:].mean(), abs=0.05)
+  i = 0
+  while i < 4000:
+    count = trainer.chunk_length(i)
+    end = i + count
+    assert len(set(subgrid[i:end])) == 1
+    if count < 52 and end % 1000:  # cut short only where the grid changes
+      assert subgrid[end] != subgrid[i]
+    assert (trainer.step_fn(i) is trainer.warmup_train_step) == subgrid[i]
+    i = end
+
+
+def test_curriculum_ramp_chunked_equals_one_step_per_call(data_dir, tmp_path):
+  """12 steps: sub-grid warm-up 0-2, ramp 3-8 (both grids occur for seed 0), full grid 9-11.
+  Chunks cut at every grid change train the same models as single steps."""
+  overrides = dict(mimo__curriculum_fraction=0.25, mimo__curriculum_ramp_fraction=0.5)
+  runs = {}
+  for per_call in (1, 5):
+    config = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=per_call,
+                          **overrides)
+    if per_call == 1:
+      trainer = loop.Trainer(config, "/unused")
+      assert {trainer.on_subgrid(i) for i in range(3, 9)} == {True, False}
+    runs[per_call] = leaves(loop.train_and_evaluate(config, str(tmp_path / str(per_call))))
+  no_ramp = leaves(loop.train_and_evaluate(
+      smoke_config(data_dir, "model=mimoformer,task=ar", mimo__curriculum_fraction=0.25),
+      str(tmp_path / "no_ramp")))
+  for a, b in zip(runs[1], runs[5]):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  assert any(not np.allclose(a, b) for a, b in zip(runs[1], no_ramp))
+
+
 def test_several_steps_per_call_equal_one_step_per_call_and_resume(data_dir, tmp_path,
                                                                     monkeypatch):
   """Scanned chunks train the same models and log the same rows as single steps, also
