@@ -184,9 +184,10 @@ def test_several_steps_per_call_equal_one_step_per_call_and_resume(data_dir, tmp
 
   chunked = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=5,
                          **overrides)
-  # calls: steps 0-2, 3, 4-5, the step-6 evaluation batch, steps 6-7, then steps 8-11,
-  # interrupted after the step-6 checkpoint and the step-8 log
-  train_interrupted(chunked, str(tmp_path / "chunked"), monkeypatch, at_call=6)
+  # calls: steps 0-2, 3, 4-5, the step-6 evaluation batches (full grid, then the sub-grid's
+  # accuracy/subgrid), steps 6-7, then steps 8-11, interrupted after the step-6 checkpoint
+  # and the step-8 log
+  train_interrupted(chunked, str(tmp_path / "chunked"), monkeypatch, at_call=7)
   assert max(r["step"] for r in read_metrics(tmp_path / "chunked")) == 8
   resumed = leaves(loop.train_and_evaluate(chunked, str(tmp_path / "chunked")))
   for a, b in zip(straight, resumed):
