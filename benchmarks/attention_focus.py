@@ -154,6 +154,9 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
   warm-up sub-grid when ``subgrid``."""
   with open(os.path.join(workdir, "config.json")) as f:
     config = ml_collections.ConfigDict(json.load(f))
+  if subgrid and config.model.attention != "favor_s":
+    raise ValueError(f"--subgrid needs a FAVOR+S run (model.attention = 'favor_s'), got "
+                     f"{config.model.attention!r}")
   trainer = loop.Trainer(config, workdir)
   if trainer.info.task_type != "lm":
     raise ValueError(f"--workdir must hold a language-model run (model.head = 'lm'), got "
@@ -165,9 +168,6 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
   if restored is None:
     raise ValueError(f"--workdir {workdir} has no checkpoint")
   state = jax.device_get(restored[0])
-  if subgrid and config.model.attention != "favor_s":
-    raise ValueError(f"--subgrid needs a FAVOR+S run (model.attention = 'favor_s'), got "
-                     f"{config.model.attention!r}")
   model = trainer.model.clone(curriculum=subgrid)
   read = jax.jit(functools.partial(read_out, model))  # compiled once for all seeds
   layers = [f"layer_{i}" for i in range(trainer.model.num_layers)]

@@ -27,6 +27,12 @@ ALLOWED_SPLITS = ("train", "validation", "test")
 _RAMP_STREAM = 1  # keeps the curriculum ramp's draws apart from is_slow_step's
 
 
+def _step_draw(seed: int, step_index: int, *stream: int) -> float:
+  """A uniform draw in [0, 1) seeded by (seed, step[, stream]): a resumed run repeats it,
+  and every model seed of the run shares it."""
+  return np.random.default_rng([seed, step_index, *stream]).random()
+
+
 class ConfigError(ValueError):
   """A config value the run cannot use; raised before anything is compiled."""
 
@@ -233,23 +239,21 @@ class Trainer:
         augment=self.augment)
 
   def is_slow_step(self, step_index: int) -> bool:
-    """Whether batch `step_index` trains in slow mode: a draw seeded by (seed, step), so a
-    resumed run makes the same choices (every model seed of the run shares them)."""
+    """Whether batch `step_index` trains in slow mode (`_step_draw`)."""
     fraction = self.config.mimo.slow_fraction
-    draw = np.random.default_rng([self.config.seed, step_index]).random()
-    return fraction > 0 and draw < fraction
+    return fraction > 0 and _step_draw(self.config.seed, step_index) < fraction
 
   def on_subgrid(self, step_index: int) -> bool:
     """Whether batch `step_index` trains on the M/2 x N/2 sub-grid: every step of the
     warm-up (App. F.1); then, over the `mimo.curriculum_ramp_fraction` ramp (not in the
-    paper, docs/fidelity.md), a draw seeded by (seed, step) that takes the full grid with
+    paper, docs/fidelity.md), a draw (`_step_draw`) that takes the full grid with
     probability (k + 1) / (ramp steps + 1) at the ramp's k-th step."""
     into_ramp = step_index - self.curriculum_steps
     if into_ramp < 0:
       return True
     if into_ramp >= self.ramp_steps:
       return False
-    draw = np.random.default_rng([self.config.seed, step_index, _RAMP_STREAM]).random()
+    draw = _step_draw(self.config.seed, step_index, _RAMP_STREAM)
     return draw >= (into_ramp + 1) / (self.ramp_steps + 1)
 
   def chunk_length(self, step_index: int) -> int:
