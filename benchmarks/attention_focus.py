@@ -93,7 +93,8 @@ def layer_attention(spec, constants, curriculum: bool = False):
   attend = functools.partial(
       scaled_linear_attention, kernel=spec.kernel,
       kernel_fn=feature_map(spec.kernel, constants.get("projection"), spec.dpfp_nu),
-      keys=constants["binding_keys"][:m, :n] if favor_s else None, causal=spec.causal)
+      keys=constants["binding_keys"][:m, :n] if favor_s else None, causal=spec.causal,
+      exp_temperature=spec.exp_temperature)
   return attend, m, n
 
 

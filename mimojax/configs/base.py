@@ -37,6 +37,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.model.attention = "softmax"  # softmax | favor | favor_s
   c.model.kernel = "relu"  # relu | exp | dpfp (favor, favor_s)
   c.model.num_features = 256
+  c.model.exp_temperature = 1.0  # exp kernel: exp(t q.k / sqrt(D)); 1 = paper (Eq. 12)
   c.model.redraw_features = False
   c.model.dpfp_nu = 1
   c.model.num_layers = 2

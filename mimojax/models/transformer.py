@@ -211,6 +211,7 @@ def transformer(config, info) -> Transformer:
   spec = AttentionSpec(
       num_heads=model.num_heads, head_dim=model.head_dim, attention=model.attention,
       kernel=model.kernel, num_features=model.num_features,
+      exp_temperature=model.get("exp_temperature", 1.0),
       redraw_features=bool(model.redraw_features), dpfp_nu=model.dpfp_nu,
       attention_dropout=_rate("model.attention_dropout", model.attention_dropout),
       causal=model.head == "lm", m=m, n=n,

@@ -70,13 +70,15 @@ def grid_size(m: int, n: int, curriculum: bool) -> tuple[int, int]:
   return m, n
 
 
-def qk_scale(kernel: str, head_dim: int, m: int = 1, n: int = 1) -> float:
+def qk_scale(kernel: str, head_dim: int, m: int = 1, n: int = 1,
+             exp_temperature: float = 1.0) -> float:
   """Factor on q and k before the feature map. ReLU and DPFP follow the official code (ref
   2.2 / 2.3): (sqrt(D) M N)^(-1/2) on an M x N grid, i.e. D^(-1/4) for FAVOR+ (the ReLU
-  kernel applies another). The exp kernel gets 1: its own D^(-1/4) then gives the paper's
-  softmax kernel exp(q . k / sqrt(D)) (Eq. 12; Eq. 20 for the bundles)."""
+  kernel applies another). The exp kernel gets sqrt(exp_temperature): its own D^(-1/4) then
+  gives the softmax kernel exp(t q . k / sqrt(D)), the paper's (Eq. 12; Eq. 20 for the
+  bundles) at t = 1."""
   if kernel == "exp":
-    return 1.0
+    return math.sqrt(exp_temperature)
   return (math.sqrt(head_dim) * m * n) ** -0.5
 
 
@@ -91,15 +93,16 @@ def feature_map(kernel: str, projection=None, dpfp_nu: int = 1):
 
 
 def scaled_linear_attention(q, k, v, kernel: str, kernel_fn, keys=None, mask=None,
-                            causal: bool = False, superposed_output: bool = False):
+                            causal: bool = False, superposed_output: bool = False,
+                            exp_temperature: float = 1.0):
   """FAVOR+ (``keys`` None) or FAVOR+S on the M x N grid of ``keys`` (M, N, D) (Eq. 19),
   with q and k scaled by ``qk_scale``. q, k, v ``(B, L, H, D)``; the output is ``(B, L, H, D)``,
   or ``(B/M, L, H, D)`` with ``superposed_output``."""
   if keys is None:
-    s = qk_scale(kernel, q.shape[-1])
+    s = qk_scale(kernel, q.shape[-1], exp_temperature=exp_temperature)
     return attention_ops.favor_attention(q * s, k * s, v, kernel_fn, mask=mask, causal=causal)
   m, n = keys.shape[:2]
-  s = qk_scale(kernel, q.shape[-1], m, n)
+  s = qk_scale(kernel, q.shape[-1], m, n, exp_temperature)
   grid = lambda x: channels.to_grid(x, m, n)
   out = attention_ops.favor_s_attention(
       grid(q * s), grid(k * s), grid(v), keys, kernel_fn,
@@ -126,6 +129,8 @@ class AttentionSpec:
   kernel: feature map of favor/favor_s: "relu" (reference), "exp" (positive softmax
     features) or "dpfp" (DPFP, no random projection).
   num_features: R, rows of the random projection (relu/exp).
+  exp_temperature: t of the exp kernel's softmax kernel exp(t q . k / sqrt(D)); 1 is the
+    paper's (Eq. 12). Not in the paper; favor/favor_s with the exp kernel only.
   redraw_features: draw a fresh projection from the "features" rng at every training call
     instead of using the frozen one (eval always uses the frozen one).
   attention_dropout: dropout on the softmax attention weights (softmax only, as in the
@@ -144,6 +149,7 @@ class AttentionSpec:
   attention: str = "softmax"
   kernel: str = "relu"
   num_features: int = 256
+  exp_temperature: float = 1.0
   redraw_features: bool = False
   dpfp_nu: int = 1
   attention_dropout: float = 0.0
@@ -166,6 +172,14 @@ class AttentionSpec:
       if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         field = f"mimo.{name}" if name in ("m", "n") else f"model.{name}"
         raise ValueError(f"{field} must be a positive int, got {value!r}")
+    if (isinstance(self.exp_temperature, bool)
+        or not isinstance(self.exp_temperature, (int, float)) or self.exp_temperature <= 0
+        or (self.exp_temperature != 1
+            and (self.kernel != "exp" or self.attention == "softmax"))):
+      raise ValueError(
+          f"model.exp_temperature must be a number > 0, and 1 unless model.kernel = 'exp' "
+          f"with model.attention 'favor' or 'favor_s'; got {self.exp_temperature!r} with "
+          f"{self.kernel!r} / {self.attention!r}")
     if not 0.0 <= self.attention_dropout < 1.0:
       raise ValueError(
           f"model.attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
@@ -233,7 +247,8 @@ class MultiHeadAttention(nn.Module):
 
   def _favor(self, q, k, v, mask, train: bool):
     return scaled_linear_attention(q, k, v, self.spec.kernel, self._kernel_fn(train),
-                                   mask=mask, causal=self.spec.causal)
+                                   mask=mask, causal=self.spec.causal,
+                                   exp_temperature=self.spec.exp_temperature)
 
   def _favor_s(self, q, k, v, mask, train: bool):
     """FAVOR+S on the grid (ref 2.3 steps 1-7; Eq. 19, 67, 68)."""
@@ -246,7 +261,8 @@ class MultiHeadAttention(nn.Module):
     check_group(q.shape[0], m, n)
     return scaled_linear_attention(
         q, k, v, spec.kernel, self._kernel_fn(train), keys[:m, :n], mask=mask,
-        causal=spec.causal, superposed_output=self.superposed_output)
+        causal=spec.causal, superposed_output=self.superposed_output,
+        exp_temperature=spec.exp_temperature)
 
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool):
