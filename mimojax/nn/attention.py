@@ -177,9 +177,9 @@ class AttentionSpec:
         or (self.exp_temperature != 1
             and (self.kernel != "exp" or self.attention == "softmax"))):
       raise ValueError(
-          f"model.exp_temperature must be a number > 0, and 1 unless model.kernel = 'exp' "
-          f"with model.attention 'favor' or 'favor_s'; got {self.exp_temperature!r} with "
-          f"{self.kernel!r} / {self.attention!r}")
+          f"model.exp_temperature: allowed values are numbers > 0 with model.kernel = 'exp' "
+          f"and model.attention in ('favor', 'favor_s'), else 1; got {self.exp_temperature!r}"
+          f" with kernel {self.kernel!r}, attention {self.attention!r}")
     if not 0.0 <= self.attention_dropout < 1.0:
       raise ValueError(
           f"model.attention_dropout must be in [0, 1), got {self.attention_dropout!r}")

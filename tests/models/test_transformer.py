@@ -319,7 +319,9 @@ def test_gelu_mlp_matches_formula():
 @pytest.mark.parametrize("field, value, match", [
     ("init", "xavier", r"model.init must be one of \('torch', 'gpt2'\)"),
     ("activation", "swish", r"model.activation must be one of \('relu', 'gelu'\)"),
-    ("tie_embeddings", True, "model.tie_embeddings must be False, or True with model.head")])
+    ("tie_embeddings", True, "model.tie_embeddings must be False, or True with model.head"),
+    ("exp_temperature", 2.0, "model.exp_temperature: allowed values are numbers > 0 with "
+     "model.kernel = 'exp'")])
 def test_layer_options_validation(field, value, match):
   with pytest.raises(ValueError, match=match):
     _model(_config("classifier", **{field: value}))

@@ -279,3 +279,32 @@ def test_exp_favor_estimates_the_softmax_module_with_the_same_parameters():
   colder = dict(params, query=jax.tree.map(lambda w: w * D ** -0.5, params["query"]))
   assert error(params) < 0.03
   assert error(colder) > 3 * error(params)
+
+
+@pytest.mark.parametrize("attention", ["favor", "favor_s"])
+def test_exp_temperature_equals_query_and_key_scaled_by_its_root(attention):
+  """exp(t q . k / sqrt(D)): the module at temperature t is the t = 1 module whose W_q, W_k
+  (and biases) are multiplied by sqrt(t), exactly."""
+  x, mn = _inputs(), (2, 2) if attention == "favor_s" else (1, 1)
+  spec = AttentionSpec(num_heads=H, head_dim=D, attention=attention, kernel="exp",
+                       num_features=R, causal=True, m=mn[0], n=mn[1])
+  variables = _init(MultiHeadAttention(spec, out_dim=E), x)
+  hot = MultiHeadAttention(dataclasses.replace(spec, exp_temperature=4.0), out_dim=E)
+  out = hot.apply(variables, x, train=False)
+  params = dict(variables["params"])
+  for name in ("query", "key"):
+    params[name] = jax.tree.map(lambda w: 2.0 * w, params[name])
+  expected = MultiHeadAttention(spec, out_dim=E).apply(dict(variables, params=params), x,
+                                                       train=False)
+  np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+  assert not np.allclose(out, MultiHeadAttention(spec, out_dim=E).apply(variables, x,
+                                                                        train=False))
+
+
+@pytest.mark.parametrize("value, kernel, attention", [
+    (0.0, "exp", "favor"), (-1.0, "exp", "favor"), (True, "exp", "favor"),
+    (2.0, "relu", "favor"), (2.0, "exp", "softmax")])
+def test_exp_temperature_validation(value, kernel, attention):
+  with pytest.raises(ValueError, match="model.exp_temperature: allowed values are numbers > 0"):
+    AttentionSpec(num_heads=H, head_dim=D, attention=attention, kernel=kernel,
+                  exp_temperature=value)

@@ -237,6 +237,8 @@ def test_four_devices_equal_one_device(data_dir, tmp_path):
     ("--config=experiments/synthetic.py:smoke --config.model.attention=linear",
      "model.attention"),
     ("--config=experiments/synthetic.py:smoke --config.train.batch_size=30", "batch"),
+    ("--config=experiments/synthetic.py:smoke --config.model.exp_temperature=2",
+     "model.exp_temperature"),
 ])
 def test_invalid_config_exits_with_one_line(tmp_path, data_dir, override, field):
   cmd = [sys.executable, "-m", "mimojax.main", *override.split(),
