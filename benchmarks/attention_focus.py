@@ -14,7 +14,8 @@ this prints, over the split:
 * ``match``: the weight the last query puts on the answer positions, next to
   ``match_uniform``, the share of the positions they hold (uniform attention's weight), and
   ``match_odds``, how many times more weight an answer position gets than another one;
-* the model's last-token accuracy.
+* the model's last-token accuracy on the split (``--split=train`` reads the training
+  sequences: train against test accuracy tells underfitting from overfitting).
 
 Averages run over heads and over the sequences that have an answer position. ``--subgrid``
 reads the model as the App. F.1 warm-up runs it, on the M/2 x N/2 sub-grid of its keys (a
@@ -171,6 +172,8 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
   state = jax.device_get(restored[0])
   model = trainer.model.clone(curriculum=subgrid)
   read = jax.jit(functools.partial(read_out, model))  # compiled once for all seeds
+  source = (trainer.eval_sources[split] if split in trainer.eval_sources
+            else data_lib.load_split(config.data, split)[0])
   layers = [f"layer_{i}" for i in range(trainer.model.num_layers)]
 
   records = []
@@ -179,7 +182,7 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
                  **jax.tree.map(lambda x: x[seed], state.model_state)}
     totals = {layer: None for layer in layers}
     correct = count = 0
-    for batch in data_lib.eval_batches(trainer.eval_sources[split], config.eval.batch_size):
+    for batch in data_lib.eval_batches(source, config.eval.batch_size):
       valid = np.asarray(batch["valid"], bool)
       tokens = jnp.asarray(batch["inputs"])
       logits, rows = read(variables, tokens)

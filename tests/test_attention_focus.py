@@ -11,9 +11,11 @@ import pytest
 
 from benchmarks import attention_focus
 from experiments import synthetic
+from mimojax import data as data_lib
 from mimojax.nn.attention import AttentionSpec
 from mimojax.ops import attention as attention_ops
 from mimojax.ops import binding
+from mimojax.train import checkpoint
 from mimojax.train import loop
 
 B, L, H, D = 4, 10, 2, 4  # L > D: rows come from several blocks of one-hot values
@@ -101,6 +103,22 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
     assert r["accuracy"] == pytest.approx(final["accuracy/subgrid_per_seed"][r["seed"]],
                                           abs=1e-6)
   assert [r["prev"] for r in subgrid] != [r["prev"] for r in records]
+  # --split=train: last-token accuracy on the training sequences, against a direct forward
+  trainer = loop.Trainer(config, workdir)
+  state = trainer.init_state()
+  mngr = checkpoint.manager(workdir, config.checkpoint.keep)
+  state = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state))[0]
+  mngr.close()
+  train = attention_focus.analyse(workdir, split="train")
+  source = data_lib.load_split(config.data, "train")[0]
+  tokens = np.stack([source[i]["inputs"] for i in range(len(source))])
+  targets = np.stack([source[i]["targets"] for i in range(len(source))])[:, -1]
+  for r in train[::config.model.num_layers]:
+    variables = {"params": jax.tree.map(lambda x: x[r["seed"]], state.params),
+                 **jax.tree.map(lambda x: x[r["seed"]], state.model_state)}
+    logits = trainer.model.apply(variables, jnp.asarray(tokens), train=False)
+    assert r["accuracy"] == pytest.approx(float((logits[:, -1].argmax(-1) == targets).mean()),
+                                          abs=1e-6)
 
 
 def test_subgrid_read_out_of_a_run_without_a_grid_is_rejected(tmp_path):
