@@ -50,6 +50,9 @@ The recipe with `--config.model.head_dim=64` gives recall 77.6 +- 21.2 % (CPU, s
 and with `--config.mimo.curriculum_ramp_fraction=0.2` (a gradual switch to the 2 x 2 grid,
 not in the paper) 73.4 +- 9.1 % (CPU, session 19). Runs with a curriculum log
 `accuracy/subgrid`, the accuracy on the 1 x 1 warm-up grid (54-88 % per seed at the switch).
+With `--config.model.exp_temperature=4` as well (the exp kernel at exp(4 q.k / sqrt(D)), not
+in the paper) the warm-up reaches 82-99 % in four seeds and recall ends at 81.2 +- 16.4 %
+(97.0 / 99.4 / 77.8 / 54.0 / 78.0; CPU, session 20).
 """
 
 from mimojax.configs import base
