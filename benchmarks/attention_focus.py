@@ -151,14 +151,9 @@ def read_out(model, variables, tokens):
   return logits, rows
 
 
-def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[dict]:
-  """One record per (seed, layer) of the run in ``workdir`` (latest checkpoint), read on the
-  warm-up sub-grid when ``subgrid``."""
-  with open(os.path.join(workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  if subgrid and config.model.attention != "favor_s":
-    raise ValueError(f"--subgrid needs a FAVOR+S run (model.attention = 'favor_s'), got "
-                     f"{config.model.attention!r}")
+def restore_run(config, workdir: str):
+  """``(trainer, state)`` of the language-model run in ``workdir``: its ``Trainer`` and the
+  host copy of its latest checkpoint's state (every seed)."""
   trainer = loop.Trainer(config, workdir)
   if trainer.info.task_type != "lm":
     raise ValueError(f"--workdir must hold a language-model run (model.head = 'lm'), got "
@@ -169,11 +164,21 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
   mngr.close()
   if restored is None:
     raise ValueError(f"--workdir {workdir} has no checkpoint")
-  state = jax.device_get(restored[0])
+  return trainer, jax.device_get(restored[0])
+
+
+def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[dict]:
+  """One record per (seed, layer) of the run in ``workdir`` (latest checkpoint), read on the
+  warm-up sub-grid when ``subgrid``."""
+  with open(os.path.join(workdir, "config.json")) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  if subgrid and config.model.attention != "favor_s":
+    raise ValueError(f"--subgrid needs a FAVOR+S run (model.attention = 'favor_s'), got "
+                     f"{config.model.attention!r}")
+  trainer, state = restore_run(config, workdir)
   model = trainer.model.clone(curriculum=subgrid)
   read = jax.jit(functools.partial(read_out, model))  # compiled once for all seeds
-  source = (trainer.eval_sources[split] if split in trainer.eval_sources
-            else data_lib.load_split(config.data, split)[0])
+  source = data_lib.load_split(config.data, split)[0]
   layers = [f"layer_{i}" for i in range(trainer.model.num_layers)]
 
   records = []

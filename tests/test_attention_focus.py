@@ -15,7 +15,6 @@ from mimojax import data as data_lib
 from mimojax.nn.attention import AttentionSpec
 from mimojax.ops import attention as attention_ops
 from mimojax.ops import binding
-from mimojax.train import checkpoint
 from mimojax.train import loop
 
 B, L, H, D = 4, 10, 2, 4  # L > D: rows come from several blocks of one-hot values
@@ -104,11 +103,7 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
                                           abs=1e-6)
   assert [r["prev"] for r in subgrid] != [r["prev"] for r in records]
   # --split=train: last-token accuracy on the training sequences, against a direct forward
-  trainer = loop.Trainer(config, workdir)
-  state = trainer.init_state()
-  mngr = checkpoint.manager(workdir, config.checkpoint.keep)
-  state = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state))[0]
-  mngr.close()
+  trainer, state = attention_focus.restore_run(config, workdir)
   train = attention_focus.analyse(workdir, split="train")
   source = data_lib.load_split(config.data, "train")[0]
   tokens = np.stack([source[i]["inputs"] for i in range(len(source))])
