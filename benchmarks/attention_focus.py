@@ -15,7 +15,10 @@ this prints, over the split:
   ``match_uniform``, the share of the positions they hold (uniform attention's weight), and
   ``match_odds``, how many times more weight an answer position gets than another one;
 * the model's last-token accuracy on the split (``--split=train`` reads the training
-  sequences: train against test accuracy tells underfitting from overfitting).
+  sequences: train against test accuracy tells underfitting from overfitting), and for a
+  FAVOR+S model each statistic in each channel (m, n) of the grid: ``channel_accuracy``,
+  ``channel_prev`` and ``channel_match_odds`` (row-major). A channel can fail, at chance,
+  while the others solve the task.
 
 Averages run over heads and over the sequences that have an answer position. ``--subgrid``
 reads the model as the App. F.1 warm-up runs it, on the M/2 x N/2 sub-grid of its keys (a
@@ -46,6 +49,7 @@ from mimojax.nn.attention import feature_map
 from mimojax.nn.attention import grid_size
 from mimojax.nn.attention import scaled_linear_attention
 from mimojax.ops import attention as attention_ops
+from mimojax.ops import channels
 from mimojax.train import checkpoint
 from mimojax.train import loop
 
@@ -167,6 +171,17 @@ def restore_run(config, workdir: str):
   return trainer, jax.device_get(restored[0])
 
 
+def _summary(stats: list[dict]) -> dict:
+  """The ``focus_stats`` sums of several batches as per-sequence means, with ``match_odds``
+  and ``with_answer`` (the share of sequences that have an answer position)."""
+  total = {key: sum(s[key] for s in stats) for key in stats[0]}
+  with_answer = max(total.pop("with_answer"), 1)
+  summary = {"with_answer": with_answer / total.pop("sequences")}
+  summary.update({key: value / with_answer for key, value in total.items()})
+  summary["match_odds"] = odds_ratio(summary["match"], summary["match_uniform"])
+  return summary
+
+
 def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[dict]:
   """One record per (seed, layer) of the run in ``workdir`` (latest checkpoint), read on the
   warm-up sub-grid when ``subgrid``."""
@@ -180,31 +195,35 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
   read = jax.jit(functools.partial(read_out, model))  # compiled once for all seeds
   source = data_lib.load_split(config.data, split)[0]
   layers = [f"layer_{i}" for i in range(trainer.model.num_layers)]
+  favor_s = config.model.attention == "favor_s"
+  m, n = grid_size(config.mimo.m, config.mimo.n, subgrid) if favor_s else (1, 1)
+  # members[c]: the batch positions of channel c = m * N + n (the Eq. 19 grid layout)
+  members = lambda size: np.asarray(channels.to_grid(np.arange(size), m, n)).reshape(-1, m * n).T
 
   records = []
   for seed in range(config.seeds.num):
     variables = {"params": jax.tree.map(lambda x: x[seed], state.params),
                  **jax.tree.map(lambda x: x[seed], state.model_state)}
-    totals = {layer: None for layer in layers}
-    correct = count = 0
+    totals = {(layer, c): [] for layer in layers for c in range(m * n)}
+    correct, count = np.zeros(m * n), np.zeros(m * n)
     for batch in data_lib.eval_batches(source, config.eval.batch_size):
       valid = np.asarray(batch["valid"], bool)
       tokens = jnp.asarray(batch["inputs"])
       logits, rows = read(variables, tokens)
       hits = np.asarray(jnp.argmax(logits[:, -1], -1) == batch["targets"][:, -1])
-      correct += int(hits[valid].sum())
-      count += int(valid.sum())
-      for layer, layer_rows in zip(layers, rows):
-        stats = focus_stats(layer_rows[valid], tokens[valid])
-        totals[layer] = stats if totals[layer] is None else {
-            key: totals[layer][key] + value for key, value in stats.items()}
+      for c, idx in enumerate(members(len(valid))):
+        idx = idx[valid[idx]]
+        correct[c] += hits[idx].sum()
+        count[c] += len(idx)
+        for layer, layer_rows in zip(layers, rows):
+          totals[layer, c].append(focus_stats(layer_rows[idx], tokens[idx]))
     for layer in layers:
-      t = totals[layer]
-      with_answer = max(t.pop("with_answer"), 1)
-      record = {"seed": seed, "layer": layer, "accuracy": correct / count,
-                "with_answer": with_answer / t.pop("sequences")}
-      record.update({key: value / with_answer for key, value in t.items()})
-      record["match_odds"] = odds_ratio(record["match"], record["match_uniform"])
+      per_channel = [_summary(totals[layer, c]) for c in range(m * n)]
+      record = {"seed": seed, "layer": layer, "accuracy": correct.sum() / count.sum(),
+                **_summary(sum((totals[layer, c] for c in range(m * n)), [])),
+                "channel_accuracy": (correct / count).tolist()}
+      for key in ("prev", "match_odds"):
+        record[f"channel_{key}"] = [r[key] for r in per_channel]
       records.append(record)
   return records
 
@@ -223,6 +242,12 @@ def main():
   print(f"{'seed':>4} {'layer':>8} " + " ".join(f"{c:>13}" for c in columns))
   for r in records:
     print(f"{r['seed']:>4} {r['layer']:>8} " + " ".join(f"{r[c]:13.3f}" for c in columns))
+  if len(records[0]["channel_accuracy"]) > 1:
+    print("per channel (m, n), row-major:")
+    for r in records:
+      print(f"{r['seed']:>4} {r['layer']:>8} " + "  ".join(
+          f"acc {a:.3f} prev {p:.3f} odds {o:5.1f}" for a, p, o in
+          zip(r["channel_accuracy"], r["channel_prev"], r["channel_match_odds"])))
   name = "attention_focus_subgrid.json" if args.subgrid else "attention_focus.json"
   out = args.out or os.path.join(args.workdir, name)
   with open(out, "w") as f:

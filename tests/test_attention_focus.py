@@ -101,6 +101,10 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
   for r in subgrid:
     assert r["accuracy"] == pytest.approx(final["accuracy/subgrid_per_seed"][r["seed"]],
                                           abs=1e-6)
+    # the 1 x 1 sub-grid has one channel
+    assert r["channel_accuracy"] == [pytest.approx(r["accuracy"])]
+    assert r["channel_prev"] == [pytest.approx(r["prev"])]
+    assert r["channel_match_odds"] == [pytest.approx(r["match_odds"])]
   assert [r["prev"] for r in subgrid] != [r["prev"] for r in records]
   # --split=train: last-token accuracy on the training sequences, against a direct forward
   trainer, state = attention_focus.restore_run(config, workdir)
@@ -108,12 +112,21 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
   source = data_lib.load_split(config.data, "train")[0]
   tokens = np.stack([source[i]["inputs"] for i in range(len(source))])
   targets = np.stack([source[i]["targets"] for i in range(len(source))])[:, -1]
-  for r in train[::config.model.num_layers]:
+  for r in train:
     variables = {"params": jax.tree.map(lambda x: x[r["seed"]], state.params),
                  **jax.tree.map(lambda x: x[r["seed"]], state.model_state)}
-    logits = trainer.model.apply(variables, jnp.asarray(tokens), train=False)
-    assert r["accuracy"] == pytest.approx(float((logits[:, -1].argmax(-1) == targets).mean()),
-                                          abs=1e-6)
+    logits, rows = attention_focus.read_out(trainer.model, variables, jnp.asarray(tokens))
+    hits = np.asarray(logits[:, -1].argmax(-1) == targets)
+    assert r["accuracy"] == pytest.approx(hits.mean(), abs=1e-6)
+    # example i sits in channel (m, n) with m * N + n = i mod (M N) (grids of consecutive
+    # examples, Eq. 19 layout); the 2 x 2 grid has four channels
+    np.testing.assert_allclose(r["channel_accuracy"],
+                               [hits[c::4].mean() for c in range(4)], atol=1e-6)
+    layer_rows = rows[int(r["layer"].split("_")[1])]
+    for c in range(4):
+      stats = attention_focus.focus_stats(layer_rows[c::4], tokens[c::4])
+      assert r["channel_prev"][c] == pytest.approx(stats["prev"] / stats["with_answer"],
+                                                   rel=1e-5)
 
 
 def test_subgrid_read_out_of_a_run_without_a_grid_is_rejected(tmp_path):
