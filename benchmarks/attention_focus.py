@@ -17,8 +17,10 @@ this prints, over the split:
 * the model's last-token accuracy on the split (``--split=train`` reads the training
   sequences: train against test accuracy tells underfitting from overfitting), and for a
   FAVOR+S model each statistic in each channel (m, n) of the grid: ``channel_accuracy``,
-  ``channel_prev`` and ``channel_match_odds`` (row-major). A channel can fail, at chance,
-  while the others solve the task.
+  ``channel_prev`` and ``channel_match_odds`` (row-major), and ``channel_mass_ratio``, the
+  median over positions of :func:`mass_ratios` (how many times more kernel mass the other
+  key bundles hold than the channel's own). A channel can fail, at chance, while the others
+  solve the task.
 
 Averages run over heads and over the sequences that have an answer position. ``--subgrid``
 reads the model as the App. F.1 warm-up runs it, on the M/2 x N/2 sub-grid of its keys (a
@@ -86,6 +88,32 @@ def attention_rows(q, k, attend, m: int = 1, n: int = 1):
   return rows
 
 
+def mass_ratios(q, k, attend, keys):
+  """Per example and query position ``(B, L)``: ``sum_{m' != m} B^(m',n)_i / B^(m,n)_i``,
+  the kernel mass of the other key bundles that the query bundle ``q~_n`` of the example's
+  channel (m, n) reads, over its own bundle's mass, the normaliser of Eq. 67. The output
+  of channel (m, n) is ``S_n * a[m,n] / B^(m,n)`` and ``S_n`` carries the values of every
+  bundle, so a ratio far above 1 buries the channel's own values under the others'.
+
+  ``attend`` and ``keys`` ``(M, N, D)`` are those of :func:`layer_attention`; q, k as for
+  :func:`attention_rows`. Read out of ``attend`` itself: for channel (m, n), channel
+  (m', n), m' != m, gets values ``a[m',n] * a[m,n]``, which bind to ``a[m,n]``, so channel
+  (m, n) outputs the ratio in every component.
+  """
+  m, n = keys.shape[:2]
+  batch = q.shape[0]
+  index = jnp.arange(batch)
+  row, col = (index // n) % m, index % n  # example (g*M + row)*N + col
+  ratios = jnp.zeros(q.shape[:2], q.dtype)
+  for c in range(m * n):
+    mc, nc = divmod(c, n)
+    others = (col == nc) & (row != mc)
+    values = jnp.where(others[:, None], keys[row, col] * keys[mc, nc], 0)  # (B, D)
+    out = attend(q, k, jnp.broadcast_to(values[:, None, None, :], q.shape))
+    ratios = jnp.where((index % (m * n) == c)[:, None], out.mean(axis=(-2, -1)), ratios)
+  return ratios
+
+
 def layer_attention(spec, constants, curriculum: bool = False):
   """``attend(q, k, v)`` of a layer's ``MultiHeadAttention`` for projected q, k ``(B, L, H, D)``,
   with the layer's frozen ``constants`` (projection, binding keys), on the warm-up sub-grid
@@ -136,7 +164,8 @@ def odds_ratio(weight: float, share: float) -> float:
 
 
 def read_out(model, variables, tokens):
-  """Logits ``(B, L, V)`` and every layer's attention rows ``(B, H, L, L)`` for ``tokens``.
+  """Logits ``(B, L, V)``, every layer's attention rows ``(B, H, L, L)`` and its
+  :func:`mass_ratios` ``(B, L)`` (zero without a grid of M > 1) for ``tokens``.
 
   q and k are the outputs of each layer's ``query`` and ``key`` Dense, captured in one
   forward pass."""
@@ -145,14 +174,17 @@ def read_out(model, variables, tokens):
                                  mutable=["intermediates"])
   spec = model.spec
   heads = lambda x: x.reshape(x.shape[:2] + (spec.num_heads, spec.head_dim))
-  rows = []
+  rows, ratios = [], []
   for i in range(model.num_layers):
     block = captured["intermediates"]["encoder"][f"layer_{i}"]["attention"]
     q, k = (heads(block[name]["__call__"][0]) for name in ("query", "key"))
     constants = variables.get(CONSTANTS, {}).get("encoder", {}).get(f"layer_{i}", {})
-    rows.append(attention_rows(
-        q, k, *layer_attention(spec, constants.get("attention", {}), model.curriculum)))
-  return logits, rows
+    constants = constants.get("attention", {})
+    attend, m, n = layer_attention(spec, constants, model.curriculum)
+    rows.append(attention_rows(q, k, attend, m, n))
+    ratios.append(mass_ratios(q, k, attend, constants["binding_keys"][:m, :n]) if m > 1
+                  else jnp.zeros(q.shape[:2], q.dtype))
+  return logits, rows, ratios
 
 
 def restore_run(config, workdir: str):
@@ -205,18 +237,20 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
     variables = {"params": jax.tree.map(lambda x: x[seed], state.params),
                  **jax.tree.map(lambda x: x[seed], state.model_state)}
     totals = {(layer, c): [] for layer in layers for c in range(m * n)}
+    ratios = {(layer, c): [] for layer in layers for c in range(m * n)}
     correct, count = np.zeros(m * n), np.zeros(m * n)
     for batch in data_lib.eval_batches(source, config.eval.batch_size):
       valid = np.asarray(batch["valid"], bool)
       tokens = jnp.asarray(batch["inputs"])
-      logits, rows = read(variables, tokens)
+      logits, rows, layer_ratios = read(variables, tokens)
       hits = np.asarray(jnp.argmax(logits[:, -1], -1) == batch["targets"][:, -1])
       for c, idx in enumerate(members(len(valid))):
         idx = idx[valid[idx]]
         correct[c] += hits[idx].sum()
         count[c] += len(idx)
-        for layer, layer_rows in zip(layers, rows):
+        for layer, layer_rows, ratio in zip(layers, rows, layer_ratios):
           totals[layer, c].append(focus_stats(layer_rows[idx], tokens[idx]))
+          ratios[layer, c].append(np.asarray(ratio[idx]).ravel())
     for layer in layers:
       per_channel = [_summary(totals[layer, c]) for c in range(m * n)]
       record = {"seed": seed, "layer": layer, "accuracy": correct.sum() / count.sum(),
@@ -224,6 +258,8 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
                 "channel_accuracy": (correct / count).tolist()}
       for key in ("prev", "match_odds"):
         record[f"channel_{key}"] = [r[key] for r in per_channel]
+      record["channel_mass_ratio"] = [float(np.median(np.concatenate(ratios[layer, c])))
+                                      for c in range(m * n)]
       records.append(record)
   return records
 
@@ -246,8 +282,9 @@ def main():
     print("per channel (m, n), row-major:")
     for r in records:
       print(f"{r['seed']:>4} {r['layer']:>8} " + "  ".join(
-          f"acc {a:.3f} prev {p:.3f} odds {o:5.1f}" for a, p, o in
-          zip(r["channel_accuracy"], r["channel_prev"], r["channel_match_odds"])))
+          f"acc {a:.3f} prev {p:.3f} odds {o:5.1f} mass {x:6.2f}" for a, p, o, x in
+          zip(r["channel_accuracy"], r["channel_prev"], r["channel_match_odds"],
+              r["channel_mass_ratio"])))
   name = "attention_focus_subgrid.json" if args.subgrid else "attention_focus.json"
   out = args.out or os.path.join(args.workdir, name)
   with open(out, "w") as f:

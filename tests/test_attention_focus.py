@@ -64,6 +64,35 @@ def test_favor_rows_are_each_channels_own_kernel_weights(m, n, curriculum):
         np.testing.assert_allclose(rows[(g * m + i) * n + j], expected, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("m, n", [(2, 2), (3, 2)])
+def test_mass_ratios_against_the_bundle_normalisers(m, n):
+  """sum_{m' != m} B^(m',n) / B^(m,n) (Eq. 67's normaliser) per example and query position,
+  mean over heads, against the normalisers built from the bundles by hand."""
+  batch = 2 * m * n
+  q, k = jax.random.normal(jax.random.key(4), (2, batch, L, H, D))
+  projection = attention_ops.gaussian_orthogonal_matrix(jax.random.key(5), 16, D)
+  keys = binding.rademacher_keys(jax.random.key(6), (m, n, D))
+  spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s", causal=True, m=m, n=n)
+  attend, _, _ = attention_focus.layer_attention(
+      spec, {"projection": projection, "binding_keys": keys})
+  ratios = attention_focus.mass_ratios(q, k, attend, keys)
+  scale = (np.sqrt(D) * m * n) ** -0.5
+  grid = lambda x: np.asarray(x * scale).reshape(batch // (m * n), m, n, L, H, D)
+  qg, kg = grid(q), grid(k)
+  phi = lambda x: np.asarray(attention_ops.relu_kernel(x, projection))
+  causal = np.tril(np.ones((L, L)))
+  for g in range(batch // (m * n)):
+    q_bundles = [phi(sum(qg[g, i, j] * keys[i, j] for i in range(m))) for j in range(n)]
+    k_bundles = [phi(sum(kg[g, i, j] * keys[i, j] for j in range(n))) for i in range(m)]
+    # mass[i, j]: (H, L) normaliser B^(i,j) of every query position
+    mass = np.array([[np.einsum("qhr,khr,qk->hq", q_bundles[j], k_bundles[i], causal)
+                      for j in range(n)] for i in range(m)])
+    for i in range(m):
+      for j in range(n):
+        expected = (mass[:, j].sum(0) - mass[i, j]) / mass[i, j]
+        np.testing.assert_allclose(ratios[(g * m + i) * n + j], expected.mean(0), rtol=1e-4)
+
+
 def test_focus_stats_on_known_rows():
   # two sequences; the last token 7 follows ... 7 at position 2 (answer position 3)
   tokens = jnp.array([[1, 2, 7, 5, 3, 7], [1, 2, 3, 4, 5, 6]])
@@ -97,6 +126,7 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
       assert 0 <= r[key] <= 1, (key, r)
     assert r["match_odds"] == pytest.approx(
         attention_focus.odds_ratio(r["match"], r["match_uniform"]))
+    assert len(r["channel_mass_ratio"]) == 4 and min(r["channel_mass_ratio"]) > 0
   subgrid = attention_focus.analyse(workdir, subgrid=True)
   for r in subgrid:
     assert r["accuracy"] == pytest.approx(final["accuracy/subgrid_per_seed"][r["seed"]],
@@ -105,6 +135,7 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
     assert r["channel_accuracy"] == [pytest.approx(r["accuracy"])]
     assert r["channel_prev"] == [pytest.approx(r["prev"])]
     assert r["channel_match_odds"] == [pytest.approx(r["match_odds"])]
+    assert r["channel_mass_ratio"] == [0.0]  # no other key bundle
   assert [r["prev"] for r in subgrid] != [r["prev"] for r in records]
   # --split=train: last-token accuracy on the training sequences, against a direct forward
   trainer, state = attention_focus.restore_run(config, workdir)
@@ -115,7 +146,7 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
   for r in train:
     variables = {"params": jax.tree.map(lambda x: x[r["seed"]], state.params),
                  **jax.tree.map(lambda x: x[r["seed"]], state.model_state)}
-    logits, rows = attention_focus.read_out(trainer.model, variables, jnp.asarray(tokens))
+    logits, rows, _ = attention_focus.read_out(trainer.model, variables, jnp.asarray(tokens))
     hits = np.asarray(logits[:, -1].argmax(-1) == targets)
     assert r["accuracy"] == pytest.approx(hits.mean(), abs=1e-6)
     # example i sits in channel (m, n) with m * N + n = i mod (M N) (grids of consecutive
