@@ -65,6 +65,15 @@ def _one_hot_chunks(shape, length: int):
     yield start, jnp.broadcast_to(eye[:, None, :], shape)
 
 
+def grid_channel(batch: int, m: int, n: int):
+  """Row ``m``, column ``n`` and channel ``m * N + n`` of each of ``batch`` examples in its
+  M x N grid, in the layout of ``channels.to_grid``; three ``(batch,)`` int arrays."""
+  shape = (batch // (m * n), m, n)
+  row = channels.from_grid(jnp.broadcast_to(jnp.arange(m)[:, None], shape))
+  col = channels.from_grid(jnp.broadcast_to(jnp.arange(n), shape))
+  return row, col, row * n + col
+
+
 def attention_rows(q, k, attend, m: int = 1, n: int = 1):
   """Attention rows ``(B, H, L, L)`` of ``attend(q, k, v) -> (B, L, H, W)``.
 
@@ -75,7 +84,7 @@ def attention_rows(q, k, attend, m: int = 1, n: int = 1):
   """
   batch, length = q.shape[:2]
   rows = jnp.zeros((batch, q.shape[2], length, length), q.dtype)
-  channel = jnp.arange(batch) % (m * n)
+  channel = grid_channel(batch, m, n)[2]
   for start, one_hot in _one_hot_chunks(q.shape, length):
     block = []
     for c in range(m * n):
@@ -101,16 +110,14 @@ def mass_ratios(q, k, attend, keys):
   (m, n) outputs the ratio in every component.
   """
   m, n = keys.shape[:2]
-  batch = q.shape[0]
-  index = jnp.arange(batch)
-  row, col = (index // n) % m, index % n  # example (g*M + row)*N + col
+  row, col, channel = grid_channel(q.shape[0], m, n)
   ratios = jnp.zeros(q.shape[:2], q.dtype)
   for c in range(m * n):
     mc, nc = divmod(c, n)
     others = (col == nc) & (row != mc)
     values = jnp.where(others[:, None], keys[row, col] * keys[mc, nc], 0)  # (B, D)
     out = attend(q, k, jnp.broadcast_to(values[:, None, None, :], q.shape))
-    ratios = jnp.where((index % (m * n) == c)[:, None], out.mean(axis=(-2, -1)), ratios)
+    ratios = jnp.where((channel == c)[:, None], out.mean(axis=(-2, -1)), ratios)
   return ratios
 
 
@@ -229,8 +236,7 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
   layers = [f"layer_{i}" for i in range(trainer.model.num_layers)]
   favor_s = config.model.attention == "favor_s"
   m, n = grid_size(config.mimo.m, config.mimo.n, subgrid) if favor_s else (1, 1)
-  # members[c]: the batch positions of channel c = m * N + n (the Eq. 19 grid layout)
-  members = lambda size: np.asarray(channels.to_grid(np.arange(size), m, n)).reshape(-1, m * n).T
+  channel_of = lambda size: np.asarray(grid_channel(size, m, n)[2])
 
   records = []
   for seed in range(config.seeds.num):
@@ -244,8 +250,9 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
       tokens = jnp.asarray(batch["inputs"])
       logits, rows, layer_ratios = read(variables, tokens)
       hits = np.asarray(jnp.argmax(logits[:, -1], -1) == batch["targets"][:, -1])
-      for c, idx in enumerate(members(len(valid))):
-        idx = idx[valid[idx]]
+      channel = channel_of(len(valid))
+      for c in range(m * n):
+        idx = np.flatnonzero(valid & (channel == c))
         correct[c] += hits[idx].sum()
         count[c] += len(idx)
         for layer, layer_rows, ratio in zip(layers, rows, layer_ratios):
