@@ -196,6 +196,9 @@ def transformer(config, info) -> Transformer:
     if mimo.curriculum_fraction > 0 and variant == "att_mlp":  # its range: train.loop.validate
       raise ValueError(
           "mimo.curriculum_fraction > 0 needs mimo.variant = 'att' (att_mlp has no curriculum)")
+    if mimo.get("mass_balance", 0.0) and variant == "att_mlp":
+      raise ValueError(
+          "mimo.mass_balance > 0 needs mimo.variant = 'att' (att_mlp has one summed normaliser)")
   pooling = model.pooling
   if model.head != "lm":
     _choice("model.pooling", pooling, POOLINGS)
@@ -214,7 +217,7 @@ def transformer(config, info) -> Transformer:
       exp_temperature=model.get("exp_temperature", 1.0),
       redraw_features=bool(model.redraw_features), dpfp_nu=model.dpfp_nu,
       attention_dropout=_rate("model.attention_dropout", model.attention_dropout),
-      causal=model.head == "lm", m=m, n=n,
+      causal=model.head == "lm", m=m, n=n, mass_balance=config.mimo.get("mass_balance", 0.0),
       reference_padding=bool(model.reference_padding), init=model.get("init", "torch"),
       residual_scale=1.0 / math.sqrt(2 * num_layers))
   needed = info.seq_len + (model.head != "lm" and pooling == "cls")

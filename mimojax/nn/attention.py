@@ -28,6 +28,7 @@ GPT2_STD = 0.02
 
 # Variable collection of the frozen constants (FAVOR projections, bipolar keys).
 CONSTANTS = "constants"
+LOSSES = "losses"  # weighted loss terms sown in training; the train step adds them
 
 
 def torch_linear(features: int, fan_in: int, name: str | None = None) -> nn.Dense:
@@ -94,10 +95,11 @@ def feature_map(kernel: str, projection=None, dpfp_nu: int = 1):
 
 def scaled_linear_attention(q, k, v, kernel: str, kernel_fn, keys=None, mask=None,
                             causal: bool = False, superposed_output: bool = False,
-                            exp_temperature: float = 1.0):
+                            exp_temperature: float = 1.0, return_normalisers: bool = False):
   """FAVOR+ (``keys`` None) or FAVOR+S on the M x N grid of ``keys`` (M, N, D) (Eq. 19),
   with q and k scaled by ``qk_scale``. q, k, v ``(B, L, H, D)``; the output is ``(B, L, H, D)``,
-  or ``(B/M, L, H, D)`` with ``superposed_output``."""
+  or ``(B/M, L, H, D)`` with ``superposed_output``. ``return_normalisers`` (FAVOR+S): also
+  the normalisers of ``ops.favor_s_attention``, ``(B/(MN), N, L, H, M)``."""
   if keys is None:
     s = qk_scale(kernel, q.shape[-1], exp_temperature=exp_temperature)
     return attention_ops.favor_attention(q * s, k * s, v, kernel_fn, mask=mask, causal=causal)
@@ -107,10 +109,10 @@ def scaled_linear_attention(q, k, v, kernel: str, kernel_fn, keys=None, mask=Non
   out = attention_ops.favor_s_attention(
       grid(q * s), grid(k * s), grid(v), keys, kernel_fn,
       mask=None if mask is None else grid(mask), causal=causal,
-      superposed_output=superposed_output)
-  if superposed_output:
-    return out.reshape((-1,) + out.shape[2:])
-  return channels.from_grid(out)
+      superposed_output=superposed_output, return_normalisers=return_normalisers)
+  out, den = out if return_normalisers else (out, None)
+  out = out.reshape((-1,) + out.shape[2:]) if superposed_output else channels.from_grid(out)
+  return (out, den) if return_normalisers else out
 
 
 def check_group(batch: int, m: int, n: int) -> None:
@@ -136,6 +138,9 @@ class AttentionSpec:
   attention_dropout: dropout on the softmax attention weights (softmax only, as in the
     reference).
   m, n: the FAVOR+S grid (favor_s only).
+  mass_balance: weight of ``ops.bundle_mass_spread`` of this layer's normalisers, sown into
+    the "losses" collection during training (att. variant of favor_s only; 0: off). Not in
+    the paper.
   init: initialisation of W_q, W_k, W_v, W_o (``INITS``); ``residual_scale`` also scales
     W_o under "gpt2" (see :func:`dense`).
   reference_padding: favor/favor_s only. False (default): padded keys contribute nothing
@@ -156,6 +161,7 @@ class AttentionSpec:
   causal: bool = False
   m: int = 1
   n: int = 1
+  mass_balance: float = 0.0
   reference_padding: bool = False
   init: str = "torch"
   residual_scale: float = 1.0
@@ -183,6 +189,12 @@ class AttentionSpec:
     if not 0.0 <= self.attention_dropout < 1.0:
       raise ValueError(
           f"model.attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
+    if (isinstance(self.mass_balance, bool) or not isinstance(self.mass_balance, (int, float))
+        or self.mass_balance < 0 or (self.mass_balance and self.attention != "favor_s")):
+      raise ValueError(
+          f"mimo.mass_balance: allowed values are numbers >= 0, > 0 only with "
+          f"model.attention = 'favor_s'; got {self.mass_balance!r} with attention "
+          f"{self.attention!r}")
     if self.attention != "favor_s" and (self.m, self.n) != (1, 1):
       raise ValueError(
           f"mimo.m x mimo.n = {self.m} x {self.n} needs model.attention = 'favor_s', "
@@ -259,10 +271,16 @@ class MultiHeadAttention(nn.Module):
             self.make_rng(CONSTANTS), (spec.m, spec.n, spec.head_dim))).value
     m, n = grid_size(spec.m, spec.n, self.curriculum)
     check_group(q.shape[0], m, n)
-    return scaled_linear_attention(
+    balance = bool(spec.mass_balance) and train and not self.is_initializing()
+    out = scaled_linear_attention(
         q, k, v, spec.kernel, self._kernel_fn(train), keys[:m, :n], mask=mask,
         causal=spec.causal, superposed_output=self.superposed_output,
-        exp_temperature=spec.exp_temperature)
+        exp_temperature=spec.exp_temperature, return_normalisers=balance)
+    if not balance:
+      return out
+    out, den = out
+    self.sow(LOSSES, "mass_balance", spec.mass_balance * attention_ops.bundle_mass_spread(den))
+    return out
 
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool):
@@ -272,6 +290,10 @@ class MultiHeadAttention(nn.Module):
       raise ValueError(
           f"superposed_output (mimo.variant = 'att_mlp') needs model.attention = 'favor_s', "
           f"got {spec.attention!r}")
+    if self.superposed_output and spec.mass_balance:
+      raise ValueError(
+          "mimo.mass_balance > 0 is not supported with mimo.variant = 'att_mlp' (one summed "
+          "normaliser, Eq. 68); allowed: mimo.variant = 'att' or mimo.mass_balance = 0")
     if self.superposed_output and self.curriculum:
       raise ValueError(
           "curriculum (mimo.curriculum_fraction > 0) is not supported with "

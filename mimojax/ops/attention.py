@@ -293,7 +293,7 @@ def _bundle(x, keys, real, over_m):
 
 
 def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=False,
-                      superposed_output=False):
+                      superposed_output=False, return_normalisers=False):
   """FAVOR+S attention in superposition on an M x N grid (Eq. 19, App. C.3).
 
   Channel ``(m, n)`` is bound to the bipolar key ``a[m, n]`` (Eq. 11). Queries are bundled
@@ -322,10 +322,15 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
       normaliser. Padded queries are still bundled (as in the official code).
     causal: prefix sums over ``j <= i``.
     superposed_output: att.+MLP normalisation (see above).
+    return_normalisers: att. variant only; also return the normalisers ``B^(m,n)`` of every
+      query row, ``(..., N, L, H, M)``, each row divided by a common factor (their ratios
+      are exact).
 
   With M = N = 1 and keys of ones this equals :func:`favor_attention` (also with a mask).
   """
   _check_grid(q, k, v, keys, mask)
+  if return_normalisers and superposed_output:
+    raise ValueError("return_normalisers needs the att. variant (superposed_output=False)")
   num_m, dim = q.shape[-5], q.shape[-1]
   keys = keys.astype(q.dtype)
   real = None if mask is None else mask[..., None, None].astype(q.dtype)  # (..., M, N, L, 1, 1)
@@ -345,6 +350,14 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
   num, den = _rescaled(res[..., :dim], res[..., dim:])
   if superposed_output:
     return num * _safe_reciprocal(den)
+  out = _unbound(num, den, keys)
+  return (out, den) if return_normalisers else out
+
+
+def _unbound(num, den, keys):
+  """Att. output ``o^(m,n) = S_n * a[m,n] / B^(m,n)`` (Eq. 67) from ``num`` ``(..., N, L, H,
+  D)`` and ``den`` ``(..., N, L, H, M)``; returns ``(..., M, N, L, H, D)``."""
+  num_m, dim = keys.shape[0], keys.shape[-1]
   # Same product with L and H merged (one axis fewer): XLA CPU's YNNPACK reduce fusion
   # (jaxlib 0.10.2) segfaults on the gradient's sum over M when this tensor has rank 7
   # and a unit axis (vmap over seeds with H = 1).
@@ -352,3 +365,15 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
   inv_den = jnp.moveaxis(_safe_reciprocal(den).reshape(flat + (num_m,)), -1, -3)  # (..., M, N, LH)
   out = num.reshape(flat + (dim,))[..., None, :, :, :] * inv_den[..., None] * keys[:, :, None, :]
   return out.reshape(out.shape[:-2] + num.shape[-3:])
+
+
+def bundle_mass_spread(normalisers):
+  """Mean over query rows of ``Var_m log B^(m,n)``: how unevenly the key bundles share a query
+  bundle's kernel mass. ``normalisers`` ``(..., M)`` as :func:`favor_s_attention` returns them
+  (``B^(m,n)`` of Eq. 62/63 in the last axis); 0 when every bundle holds the same mass, and
+  invariant to a common factor per row. Not in the paper: the optional regulariser
+  ``mimo.mass_balance`` against a key bundle starved of mass, whose channel then outputs
+  mostly the other bundles' values under Eq. 67's per-channel normaliser.
+  """
+  tiny = jnp.finfo(normalisers.dtype).tiny
+  return jnp.mean(jnp.var(jnp.log(jnp.maximum(normalisers, tiny)), axis=-1))

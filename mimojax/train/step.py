@@ -6,11 +6,13 @@ Every array in `TrainState` carries a leading seed axis when it goes through
 The training objective is the task loss (cross-entropy; with mixup, the lam-weighted pair
 of cross-entropies of paper App. E.1) plus `model.regularization_loss(params, model_state)`
 for models that define it (MIMOConv / WideIsoNet: gamma * isometry + mu * key penalty, App.
-B.2-B.3). A batch is skipped -- parameters, optimiser moments and BatchNorm statistics
-unchanged, the learning-rate schedule still advanced as torch's `scheduler.step()` is -- when
-its loss or gradient norm is NaN/Inf, or, with `grad_skip_factor > 0`, when its gradient norm
-reaches `grad_skip_factor` times the mean gradient norm of the previous epoch's accepted
-batches (App. E.1; no limit in the first epoch).
+B.2-B.3), plus every weighted term a module sows into the "losses" collection in the
+training forward pass (FAVOR+S: `mimo.mass_balance`). A batch is skipped -- parameters,
+optimiser moments and BatchNorm statistics unchanged, the learning-rate schedule still
+advanced as torch's `scheduler.step()` is -- when its loss or gradient norm is NaN/Inf, or,
+with `grad_skip_factor > 0`, when its gradient norm reaches `grad_skip_factor` times the
+mean gradient norm of the previous epoch's accepted batches (App. E.1; no limit in the
+first epoch).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import jax.numpy as jnp
 import optax
 
 from mimojax import ops
+from mimojax.nn.attention import LOSSES
 from mimojax.train import optim
 
 
@@ -98,6 +101,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
   the batch-skipping rules; `steps_per_epoch` delimits the epochs of the gradient-norm rule.
   """
   regularized = hasattr(model, "regularization_loss")
+  sows = []  # appended to while loss_fn is traced, if a module sowed a loss term
 
   def loss_fn(params, model_state, batch, rng):
     targets, weights = targets_and_weights(batch, task_type)
@@ -107,16 +111,21 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
       inputs["inputs"], targets, targets_b, lam = ops.mixup(
           mixup_rng, inputs["inputs"], targets, mixup_alpha)
     dropout_rng, features_rng = jax.random.split(rng)
-    mutable = [k for k in model_state if k != "constants"]
+    mutable = [k for k in model_state if k != "constants"] + [LOSSES]
     logits, updates = model.apply(
         {"params": params, **model_state}, **inputs, train=True,
         rngs={"dropout": dropout_rng, "features": features_rng}, mutable=mutable)
+    updates = dict(updates)
+    sown = updates.pop(LOSSES, None)
     loss = ops.cross_entropy(logits, targets, weights)
     acc = ops.accuracy(logits, targets, weights)
     if mixup_alpha > 0:
       loss = lam * loss + (1 - lam) * ops.cross_entropy(logits, targets_b, weights)
       acc = lam * acc + (1 - lam) * ops.accuracy(logits, targets_b, weights)
     reg = model.regularization_loss(params, model_state) if regularized else jnp.zeros(())
+    if sown is not None:
+      reg = reg + sum(jnp.sum(term) for term in jax.tree.leaves(sown))
+      sows.append(True)
     return loss + reg, (loss, reg, acc, updates)
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
@@ -145,7 +154,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
     metrics = {"loss": loss, "accuracy": acc, "grad_norm": grad_norm,
                "skipped": nonfinite.astype(jnp.float32),
                "skipped_grad_norm": (finite & ~accept).astype(jnp.float32)}
-    if regularized:
+    if regularized or sows:
       metrics["regularization"] = reg
     return state, metrics
 

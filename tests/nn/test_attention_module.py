@@ -91,26 +91,20 @@ def test_favor_module_equals_explicit_performer(reference_padding):
   np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_favor_s_module_equals_explicit_grid_computation():
-  """Reference 2.3 steps 1-7 written as loops over the grid, batch index (g*M + m)*N + n."""
-  m_size, n_size = 2, 2
-  x = _inputs()
-  spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s", num_features=R,
-                       m=m_size, n=n_size)
-  module = MultiHeadAttention(spec, out_dim=E)
-  variables = _init(module, x)
+def _explicit_grid(variables, x, m_size, n_size):
+  """Reference 2.3 steps 1-7 written as loops over the grid, batch index (g*M + m)*N + n.
+
+  Returns the heads (B, L, H, D) before W_o and the normalisers B^(m,n) (G, N, L, H, M)."""
   projection = variables["constants"]["projection"]
   keys = np.asarray(variables["constants"]["binding_keys"], np.float64)
-  assert keys.shape == (m_size, n_size, D)
-  assert set(np.unique(keys)) <= {-1.0, 1.0}
-  out = module.apply(variables, x, train=False)
-  params = variables["params"]
   s = (np.sqrt(D) * m_size * n_size) ** 0.5
-  q, k, v = _qkv(params, x)
+  q, k, v = _qkv(variables["params"], x)
   q, k = q / s, k / s
-  heads = np.zeros((B, L, H, D))
+  groups = x.shape[0] // (m_size * n_size)
+  heads = np.zeros(x.shape[:2] + (H, D))
+  dens = np.zeros((groups, n_size, x.shape[1], H, m_size))
   idx = lambda g, m, n: (g * m_size + m) * n_size + n
-  for g in range(B // (m_size * n_size)):
+  for g in range(groups):
     for h in range(H):
       q_bundle = [sum(q[idx(g, m, n), :, h] * keys[m, n] for m in range(m_size))
                   for n in range(n_size)]
@@ -124,9 +118,59 @@ def test_favor_s_module_equals_explicit_grid_computation():
         phi_q = _relu_features(q_bundle[n], projection)
         for m in range(m_size):
           den = phi_q @ phi_k[m].sum(0)
+          dens[g, n, :, h, m] = den
           heads[idx(g, m, n), :, h] = (phi_q @ a_mat) / den[:, None] * keys[m, n]
-  expected = _dense(params, "out", heads.reshape(B, L, H * D))
+  return heads, dens
+
+
+def test_favor_s_module_equals_explicit_grid_computation():
+  m_size, n_size = 2, 2
+  x = _inputs()
+  spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s", num_features=R,
+                       m=m_size, n=n_size)
+  module = MultiHeadAttention(spec, out_dim=E)
+  variables = _init(module, x)
+  keys = variables["constants"]["binding_keys"]
+  assert keys.shape == (m_size, n_size, D)
+  assert set(np.unique(keys)) <= {-1.0, 1.0}
+  out = module.apply(variables, x, train=False)
+  heads, _ = _explicit_grid(variables, x, m_size, n_size)
+  expected = _dense(variables["params"], "out", heads.reshape(B, L, H * D))
   np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_mass_balance_sows_weighted_spread_of_the_normalisers_in_training_only():
+  """mass_balance * mean Var_m log B^(m,n) (explicit normalisers) goes to "losses" when
+  train=True; init and eval sow nothing, and the output is unchanged."""
+  x = _inputs()
+  spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s", num_features=R,
+                       m=2, n=2, mass_balance=0.3)
+  module = MultiHeadAttention(spec, out_dim=E)
+  variables = _init(module, x)
+  assert set(variables) == {"params", "constants"}
+  out, sown = module.apply(variables, x, train=True, mutable=["losses"])
+  (value,) = sown["losses"]["mass_balance"]
+  _, dens = _explicit_grid(variables, x, 2, 2)
+  np.testing.assert_allclose(value, 0.3 * np.mean(np.var(np.log(dens), axis=-1)), rtol=1e-4)
+  assert value > 0
+  np.testing.assert_allclose(out, module.apply(variables, x, train=False), rtol=1e-6)
+  assert module.apply(variables, x, train=False, mutable=["losses"])[1] == {}
+  plain = MultiHeadAttention(dataclasses.replace(spec, mass_balance=0.0), out_dim=E)
+  assert plain.apply(variables, x, train=True, mutable=["losses"])[1] == {}
+
+
+@pytest.mark.parametrize("value, attention", [(-0.1, "favor_s"), (True, "favor_s"),
+                                              (0.1, "favor")])
+def test_mass_balance_validation(value, attention):
+  with pytest.raises(ValueError, match="mimo.mass_balance: allowed values are numbers >= 0"):
+    AttentionSpec(num_heads=H, head_dim=D, attention=attention, mass_balance=value)
+
+
+def test_mass_balance_with_superposed_output_raises():
+  spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s", m=2, n=2,
+                       mass_balance=0.1)
+  with pytest.raises(ValueError, match="mimo.mass_balance"):
+    _init(MultiHeadAttention(spec, out_dim=E, superposed_output=True), _inputs())
 
 
 @pytest.mark.parametrize("kernel", ["relu", "exp", "dpfp"])

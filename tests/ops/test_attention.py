@@ -414,6 +414,30 @@ def test_favor_s_normaliser_identity(causal):
 
 
 @pytest.mark.parametrize("causal", [False, True])
+def test_favor_s_returned_normalisers_and_mass_spread(causal):
+  """return_normalisers gives B^(m,n) per query row up to a common row factor, the output
+  unchanged; bundle_mass_spread is the row mean of Var_m log B^(m,n)."""
+  q, k, v, keys = _grid_inputs(51, m=3, n=2)
+  mask = _mask(3, q.shape[:-2])
+  p = _projection(6, 16, 8)
+  _, _, _, b_ref = _np_favor_s(q, k, v, keys, lambda x: _np_relu_features(x, p), mask, causal)
+  fn = _KERNELS["relu"](p)
+  out, den = _jit(functools.partial(attention.favor_s_attention, kernel_fn=fn, mask=mask,
+                                    causal=causal, return_normalisers=True))(q, k, v, keys)
+  np.testing.assert_array_equal(out, _favor_s(q, k, v, keys, p, mask, causal=causal)[0])
+  b_rows = np.moveaxis(b_ref, 1, -1)  # (G, N, L, H, M)
+  assert den.shape == b_rows.shape
+  ratio = np.asarray(den, np.float64) / b_rows
+  np.testing.assert_allclose(ratio, np.broadcast_to(ratio[..., :1], ratio.shape), rtol=RTOL)
+  spread = float(attention.bundle_mass_spread(den))
+  np.testing.assert_allclose(spread, np.mean(np.var(np.log(b_rows), axis=-1)), rtol=1e-4)
+  assert float(attention.bundle_mass_spread(jnp.full((4, 3), 2.5))) == 0.0
+  with pytest.raises(ValueError, match="return_normalisers"):
+    attention.favor_s_attention(q, k, v, keys, fn, superposed_output=True,
+                                return_normalisers=True)
+
+
+@pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kernel", ["relu", "exp"])
 def test_padding_contributes_nothing(causal, kernel):
   """Appending pad tokens to every sequence of a group leaves outputs at real positions."""

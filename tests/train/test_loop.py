@@ -202,6 +202,18 @@ def test_several_steps_per_call_equal_one_step_per_call_and_resume(data_dir, tmp
     assert row["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-6)
 
 
+def test_mass_balance_is_logged_and_zero_on_the_one_channel_warm_up(data_dir, tmp_path):
+  """With the 1 x 1 warm-up there is one key bundle, so the penalty is 0 until the 2 x 2
+  grid starts (step 7 of 12), then positive in every seed."""
+  config = smoke_config(data_dir, "model=mimoformer,task=ar,seeds=2",
+                        mimo__mass_balance=0.5, mimo__curriculum_fraction=0.5)
+  loop.train_and_evaluate(config, str(tmp_path))
+  train = [r for r in read_metrics(tmp_path) if r["split"] == "train"]
+  assert [r["step"] for r in train] == [4, 8, 12]
+  assert train[0]["regularization_per_seed"] == [0.0, 0.0]
+  assert all(0 < v < 10 for v in train[-1]["regularization_per_seed"])
+
+
 def test_three_vmapped_seeds_equal_three_single_runs(data_dir, tmp_path):
   config = smoke_config(data_dir, "model=performer,task=ih,seeds=3", **WITH_DROPOUT)
   together = leaves(loop.train_and_evaluate(config, str(tmp_path / "vmapped")))
@@ -239,6 +251,8 @@ def test_four_devices_equal_one_device(data_dir, tmp_path):
     ("--config=experiments/synthetic.py:smoke --config.train.batch_size=30", "batch"),
     ("--config=experiments/synthetic.py:smoke --config.model.exp_temperature=2",
      "model.exp_temperature"),
+    ("--config=experiments/synthetic.py:smoke --config.mimo.mass_balance=-1",
+     "mimo.mass_balance"),
 ])
 def test_invalid_config_exits_with_one_line(tmp_path, data_dir, override, field):
   cmd = [sys.executable, "-m", "mimojax.main", *override.split(),

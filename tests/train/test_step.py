@@ -11,6 +11,7 @@ import pytest
 from mimojax import ops
 from mimojax.configs import base
 from mimojax.models.wide_resnet import MIMOConv
+from mimojax.nn.attention import LOSSES
 from mimojax.train import optim
 from mimojax.train import step
 
@@ -88,6 +89,42 @@ def test_regulariser_is_added_to_the_objective():
   # the reported loss is the task loss alone
   np.testing.assert_allclose(metrics["loss"], ce(model, state.params, b["inputs"], b["label"]),
                              rtol=1e-6)
+
+
+class SowingLinear(Linear):
+  """`Linear` that sows 0.3 * sum(W**2) and 0.1 * sum(b**2) into the "losses" collection in
+  training, as FAVOR+S does with `mimo.mass_balance`."""
+
+  @nn.compact
+  def __call__(self, inputs, *, train):
+    dense = nn.Dense(3, name="dense")
+    out = dense(inputs.reshape(inputs.shape[0], -1))
+    if train and not self.is_initializing():
+      self.sow(LOSSES, "kernel", 0.3 * jnp.sum(dense.variables["params"]["kernel"] ** 2))
+      self.sow(LOSSES, "bias", 0.1 * jnp.sum(dense.variables["params"]["bias"] ** 2))
+    return out
+
+
+def test_sown_loss_terms_are_added_to_the_objective():
+  lr, model, b = 0.1, SowingLinear(), batch()
+  tx = optax.sgd(lr)
+  state = setup(model, tx)
+  assert LOSSES not in state.model_state
+  new, metrics = step.make_train_step(model, tx, "classification")(state, b, jax.random.key(0))
+
+  def objective(params):
+    return (ce(model, params, b["inputs"], b["label"])
+            + 0.3 * jnp.sum(params["dense"]["kernel"] ** 2)
+            + 0.1 * jnp.sum(params["dense"]["bias"] ** 2))
+
+  expected = jax.tree.map(lambda p, g: p - lr * g, state.params, jax.grad(objective)(
+      state.params))
+  np.testing.assert_allclose(flat(new.params), flat(expected), rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(metrics["regularization"], objective(state.params) - ce(
+      model, state.params, b["inputs"], b["label"]), rtol=1e-5)
+  assert LOSSES not in new.model_state
+  assert "regularization" not in step.make_train_step(Linear(), tx, "classification")(
+      setup(Linear(), tx), b, jax.random.key(0))[1]
 
 
 def one_cycle_sgd(total=10):
