@@ -97,28 +97,19 @@ def attention_rows(q, k, attend, m: int = 1, n: int = 1):
   return rows
 
 
-def mass_ratios(q, k, attend, keys):
+def mass_ratios(q, k, attend):
   """Per example and query position ``(B, L)``: ``sum_{m' != m} B^(m',n)_i / B^(m,n)_i``,
   the kernel mass of the other key bundles that the query bundle ``q~_n`` of the example's
-  channel (m, n) reads, over its own bundle's mass, the normaliser of Eq. 67. The output
-  of channel (m, n) is ``S_n * a[m,n] / B^(m,n)`` and ``S_n`` carries the values of every
-  bundle, so a ratio far above 1 buries the channel's own values under the others'.
-
-  ``attend`` and ``keys`` ``(M, N, D)`` are those of :func:`layer_attention`; q, k as for
-  :func:`attention_rows`. Read out of ``attend`` itself: for channel (m, n), channel
-  (m', n), m' != m, gets values ``a[m',n] * a[m,n]``, which bind to ``a[m,n]``, so channel
-  (m, n) outputs the ratio in every component.
+  channel (m, n) reads, over its own bundle's mass, the normaliser of Eq. 67 (mean over
+  heads). The output of channel (m, n) is ``S_n * a[m,n] / B^(m,n)`` and ``S_n`` carries the
+  values of every bundle, so a ratio far above 1 buries the channel's own values under the
+  others'. ``attend`` is a FAVOR+S one of :func:`layer_attention`; q, k as for
+  :func:`attention_rows`.
   """
-  m, n = keys.shape[:2]
-  row, col, channel = grid_channel(q.shape[0], m, n)
-  ratios = jnp.zeros(q.shape[:2], q.dtype)
-  for c in range(m * n):
-    mc, nc = divmod(c, n)
-    others = (col == nc) & (row != mc)
-    values = jnp.where(others[:, None], keys[row, col] * keys[mc, nc], 0)  # (B, D)
-    out = attend(q, k, jnp.broadcast_to(values[:, None, None, :], q.shape))
-    ratios = jnp.where((channel == c)[:, None], out.mean(axis=(-2, -1)), ratios)
-  return ratios
+  _, den = attend(q, k, k, return_normalisers=True)  # (G, N, L, H, M)
+  own = jnp.moveaxis(den, -1, 1)  # (G, M, N, L, H): batch index (g*M + m)*N + n
+  ratios = (jnp.sum(den, axis=-1)[:, None] - own) / own
+  return ratios.reshape(q.shape[:2] + (-1,)).mean(axis=-1)
 
 
 def layer_attention(spec, constants, curriculum: bool = False):
@@ -189,7 +180,7 @@ def read_out(model, variables, tokens):
     constants = constants.get("attention", {})
     attend, m, n = layer_attention(spec, constants, model.curriculum)
     rows.append(attention_rows(q, k, attend, m, n))
-    ratios.append(mass_ratios(q, k, attend, constants["binding_keys"][:m, :n]) if m > 1
+    ratios.append(mass_ratios(q, k, attend) if m > 1
                   else jnp.zeros(q.shape[:2], q.dtype))
   return logits, rows, ratios
 

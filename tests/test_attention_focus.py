@@ -75,7 +75,7 @@ def test_mass_ratios_against_the_bundle_normalisers(m, n):
   spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s", causal=True, m=m, n=n)
   attend, _, _ = attention_focus.layer_attention(
       spec, {"projection": projection, "binding_keys": keys})
-  ratios = attention_focus.mass_ratios(q, k, attend, keys)
+  ratios = attention_focus.mass_ratios(q, k, attend)
   scale = (np.sqrt(D) * m * n) ** -0.5
   grid = lambda x: np.asarray(x * scale).reshape(batch // (m * n), m, n, L, H, D)
   qg, kg = grid(q), grid(k)
