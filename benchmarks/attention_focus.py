@@ -106,7 +106,7 @@ def mass_ratios(q, k, attend):
   others'. ``attend`` is a FAVOR+S one of :func:`layer_attention`; q, k as for
   :func:`attention_rows`.
   """
-  _, den = attend(q, k, k, return_normalisers=True)  # (G, N, L, H, M)
+  _, den = attend(q, k, k, return_normalisers=True)  # (G, N, L, H, M); values unused
   own = jnp.moveaxis(den, -1, 1)  # (G, M, N, L, H): batch index (g*M + m)*N + n
   ratios = (jnp.sum(den, axis=-1)[:, None] - own) / own
   return ratios.reshape(q.shape[:2] + (-1,)).mean(axis=-1)

@@ -190,13 +190,14 @@ def transformer(config, info) -> Transformer:
   _choice("model.attention", model.attention, ATTENTIONS)
   favor_s = model.attention == "favor_s"
   m, n, variant = 1, 1, "att"
+  mass_balance = mimo.get("mass_balance", 0.0)  # absent from configs of older runs
   if favor_s:
     _choice("mimo.variant", mimo.variant, VARIANTS)
     m, n, variant = _positive("mimo.m", mimo.m), _positive("mimo.n", mimo.n), mimo.variant
     if mimo.curriculum_fraction > 0 and variant == "att_mlp":  # its range: train.loop.validate
       raise ValueError(
           "mimo.curriculum_fraction > 0 needs mimo.variant = 'att' (att_mlp has no curriculum)")
-    if mimo.get("mass_balance", 0.0) and variant == "att_mlp":
+    if mass_balance and variant == "att_mlp":
       raise ValueError(
           "mimo.mass_balance > 0 needs mimo.variant = 'att' (att_mlp has one summed normaliser)")
   pooling = model.pooling
@@ -217,7 +218,7 @@ def transformer(config, info) -> Transformer:
       exp_temperature=model.get("exp_temperature", 1.0),
       redraw_features=bool(model.redraw_features), dpfp_nu=model.dpfp_nu,
       attention_dropout=_rate("model.attention_dropout", model.attention_dropout),
-      causal=model.head == "lm", m=m, n=n, mass_balance=config.mimo.get("mass_balance", 0.0),
+      causal=model.head == "lm", m=m, n=n, mass_balance=mass_balance,
       reference_padding=bool(model.reference_padding), init=model.get("init", "torch"),
       residual_scale=1.0 / math.sqrt(2 * num_layers))
   needed = info.seq_len + (model.head != "lm" and pooling == "cls")

@@ -350,21 +350,14 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
   num, den = _rescaled(res[..., :dim], res[..., dim:])
   if superposed_output:
     return num * _safe_reciprocal(den)
-  out = _unbound(num, den, keys)
-  return (out, den) if return_normalisers else out
-
-
-def _unbound(num, den, keys):
-  """Att. output ``o^(m,n) = S_n * a[m,n] / B^(m,n)`` (Eq. 67) from ``num`` ``(..., N, L, H,
-  D)`` and ``den`` ``(..., N, L, H, M)``; returns ``(..., M, N, L, H, D)``."""
-  num_m, dim = keys.shape[0], keys.shape[-1]
   # Same product with L and H merged (one axis fewer): XLA CPU's YNNPACK reduce fusion
   # (jaxlib 0.10.2) segfaults on the gradient's sum over M when this tensor has rank 7
   # and a unit axis (vmap over seeds with H = 1).
   flat = num.shape[:-3] + (-1,)
   inv_den = jnp.moveaxis(_safe_reciprocal(den).reshape(flat + (num_m,)), -1, -3)  # (..., M, N, LH)
   out = num.reshape(flat + (dim,))[..., None, :, :, :] * inv_den[..., None] * keys[:, :, None, :]
-  return out.reshape(out.shape[:-2] + num.shape[-3:])
+  out = out.reshape(out.shape[:-2] + num.shape[-3:])
+  return (out, den) if return_normalisers else out
 
 
 def bundle_mass_spread(normalisers):
