@@ -11,6 +11,9 @@ this prints, over the split:
 
 * ``prev``: the weight an answer position j puts on position j - 1 (the previous-token head
   must make j hold the token before it), next to ``prev_uniform``, 1 / (j + 1);
+* ``same``: the weight a position puts on earlier copies of its own token, next to
+  ``same_uniform``: a layer 0 that matches tokens in place of a previous-token head (the
+  matching role in the wrong layer) shows here;
 * ``match``: the weight the last query puts on the answer positions, next to
   ``match_uniform``, the share of the positions they hold (uniform attention's weight), and
   ``match_odds``, how many times more weight an answer position gets than another one;
@@ -135,7 +138,9 @@ def focus_stats(rows, tokens):
   Per sequence (mean over heads and its answer positions j): ``prev``, the weight j puts on
   j - 1, and ``prev_uniform``, 1 / (j + 1), what causal uniform attention gives; ``match``,
   the weight the last query puts on all answer positions, and ``match_uniform``, their share
-  of the L positions. ``with_answer`` counts the sequences, ``sequences`` all of them.
+  of the L positions; ``same``, the weight a position puts on earlier copies of its own token
+  (mean over the positions that have one), and ``same_uniform``, what uniform attention
+  gives. ``with_answer`` counts the sequences, ``sequences`` all of them.
   """
   length = tokens.shape[1]
   # answer positions j in [1, L - 2]: the token before j equals the last token
@@ -147,10 +152,17 @@ def focus_stats(rows, tokens):
   idx = jnp.arange(1, length)
   previous = jnp.zeros(tokens.shape).at[:, 1:].set(rows[..., idx, idx - 1].mean(axis=1))
   match = (rows[:, :, -1, :] * answer[:, None, :]).sum(-1).mean(axis=1)
+  # earlier copies of each query's own token: (B, Lq, Lk), j < i
+  copies = (tokens[:, :, None] == tokens[:, None, :]) & jnp.tri(length, k=-1, dtype=bool)
+  repeats = copies.sum(-1)
+  per_repeat = lambda x: jnp.where(
+      has, (x * (repeats > 0)).sum(-1) / jnp.maximum((repeats > 0).sum(-1), 1), 0).sum()
   return {"prev": float(per_answer(previous)),
           "prev_uniform": float(per_answer(1.0 / (jnp.arange(length) + 1.0))),
           "match": float(jnp.where(has, match, 0).sum()),
           "match_uniform": float(jnp.where(has, count / length, 0).sum()),
+          "same": float(per_repeat((rows.mean(axis=1) * copies).sum(-1))),
+          "same_uniform": float(per_repeat(repeats / (jnp.arange(length) + 1.0))),
           "with_answer": int(has.sum()), "sequences": int(tokens.shape[0])}
 
 
@@ -272,7 +284,8 @@ def main():
                       "[_subgrid].json)")
   args = parser.parse_args()
   records = analyse(args.workdir, args.split, args.subgrid)
-  columns = ("prev", "prev_uniform", "match", "match_uniform", "match_odds", "accuracy")
+  columns = ("prev", "prev_uniform", "same", "same_uniform", "match", "match_uniform",
+             "match_odds", "accuracy")
   print(f"{'seed':>4} {'layer':>8} " + " ".join(f"{c:>13}" for c in columns))
   for r in records:
     print(f"{r['seed']:>4} {r['layer']:>8} " + " ".join(f"{r[c]:13.3f}" for c in columns))

@@ -106,6 +106,12 @@ def test_focus_stats_on_known_rows():
   assert stats["prev_uniform"] == pytest.approx(1 / 4)
   assert stats["match"] == pytest.approx(0.75)
   assert stats["match_uniform"] == pytest.approx(1 / 6)
+  # position 5 (token 7) is the only one with an earlier copy (position 2); the shift
+  # rows put nothing there, uniform attention 1/6
+  assert stats["same"] == pytest.approx(0.0)
+  assert stats["same_uniform"] == pytest.approx(1 / 6)
+  matching = jnp.stack([shift.at[-1].set(jnp.full(length, 0.1).at[2].set(0.5)), shift])
+  assert attention_focus.focus_stats(matching[:, None], tokens)["same"] == pytest.approx(0.5)
 
 
 def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
@@ -122,7 +128,8 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
       (s, f"layer_{i}") for s in range(2) for i in range(config.model.num_layers)]
   for r in records:
     assert r["accuracy"] == pytest.approx(final["accuracy_per_seed"][r["seed"]], abs=1e-6)
-    for key in ("prev", "prev_uniform", "match", "match_uniform", "with_answer"):
+    for key in ("prev", "prev_uniform", "same", "same_uniform", "match", "match_uniform",
+                "with_answer"):
       assert 0 <= r[key] <= 1, (key, r)
     assert r["match_odds"] == pytest.approx(
         attention_focus.odds_ratio(r["match"], r["match_uniform"]))
