@@ -72,6 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.mimo.variant = "att"  # att | att_mlp (paper Sec. 4.2)
   c.mimo.curriculum_fraction = 0.0  # App. F.1: first fraction of steps on the M/2 x N/2 sub-grid
   c.mimo.curriculum_ramp_fraction = 0.0  # then both grids, full-grid share 0 -> 1 (not in paper)
+  c.mimo.exact_kernel_fraction = 0.0  # first fraction of steps: exact exp kernel (not in paper)
   c.mimo.mass_balance = 0.0  # FAVOR+S att.: weight of Var_m log B^(m,n) (not in paper; 0: off)
   c.mimo.inputs_per_pass = ml_collections.config_dict.placeholder(int)  # MIMOConv; None: N
   c.mimo.key_mu = 0.1  # MIMOConv binding-key orthonormality weight (App. B.3)

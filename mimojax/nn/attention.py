@@ -97,9 +97,10 @@ def scaled_linear_attention(q, k, v, kernel: str, kernel_fn, keys=None, mask=Non
                             causal: bool = False, superposed_output: bool = False,
                             exp_temperature: float = 1.0, return_normalisers: bool = False):
   """FAVOR+ (``keys`` None) or FAVOR+S on the M x N grid of ``keys`` (M, N, D) (Eq. 19),
-  with q and k scaled by ``qk_scale``. q, k, v ``(B, L, H, D)``; the output is ``(B, L, H, D)``,
-  or ``(B/M, L, H, D)`` with ``superposed_output``. ``return_normalisers`` (FAVOR+S): also
-  the normalisers of ``ops.favor_s_attention``, ``(B/(MN), N, L, H, M)``."""
+  with q and k scaled by ``qk_scale``; ``kernel_fn`` None: FAVOR+S's exact kernel. q, k, v
+  ``(B, L, H, D)``; the output is ``(B, L, H, D)``, or ``(B/M, L, H, D)`` with
+  ``superposed_output``. ``return_normalisers`` (FAVOR+S): also the normalisers of
+  ``ops.favor_s_attention``, ``(B/(MN), N, L, H, M)``."""
   if keys is None:
     s = qk_scale(kernel, q.shape[-1], exp_temperature=exp_temperature)
     return attention_ops.favor_attention(q * s, k * s, v, kernel_fn, mask=mask, causal=causal)
@@ -137,6 +138,10 @@ class AttentionSpec:
     instead of using the frozen one (eval always uses the frozen one).
   attention_dropout: dropout on the softmax attention weights (softmax only, as in the
     reference).
+  exact_kernel: favor_s with the exp kernel only: the exact kernel exp(t q~ . k~ / sqrt(D))
+    that the positive features estimate, quadratic in L (``ops.favor_s_attention`` with
+    ``kernel_fn=None``). Not in the paper; the loop uses it for the first
+    ``mimo.exact_kernel_fraction`` of training.
   m, n: the FAVOR+S grid (favor_s only).
   mass_balance: weight of ``ops.bundle_mass_spread`` of this layer's normalisers, sown into
     the "losses" collection during training (att. variant of favor_s only; 0: off). Not in
@@ -159,6 +164,7 @@ class AttentionSpec:
   dpfp_nu: int = 1
   attention_dropout: float = 0.0
   causal: bool = False
+  exact_kernel: bool = False
   m: int = 1
   n: int = 1
   mass_balance: float = 0.0
@@ -195,6 +201,10 @@ class AttentionSpec:
           f"mimo.mass_balance: allowed values are numbers >= 0, > 0 only with "
           f"model.attention = 'favor_s'; got {self.mass_balance!r} with attention "
           f"{self.attention!r}")
+    if self.exact_kernel and (self.attention, self.kernel) != ("favor_s", "exp"):
+      raise ValueError(
+          f"mimo.exact_kernel_fraction > 0 needs model.attention = 'favor_s' and "
+          f"model.kernel = 'exp'; got {self.attention!r}, {self.kernel!r}")
     if self.attention != "favor_s" and (self.m, self.n) != (1, 1):
       raise ValueError(
           f"mimo.m x mimo.n = {self.m} x {self.n} needs model.attention = 'favor_s', "
@@ -272,8 +282,9 @@ class MultiHeadAttention(nn.Module):
     m, n = grid_size(spec.m, spec.n, self.curriculum)
     check_group(q.shape[0], m, n)
     balance = bool(spec.mass_balance) and train and not self.is_initializing()
+    kernel_fn = None if spec.exact_kernel else self._kernel_fn(train)
     out = scaled_linear_attention(
-        q, k, v, spec.kernel, self._kernel_fn(train), keys[:m, :n], mask=mask,
+        q, k, v, spec.kernel, kernel_fn, keys[:m, :n], mask=mask,
         causal=spec.causal, superposed_output=self.superposed_output,
         exp_temperature=spec.exp_temperature, return_normalisers=balance)
     if not balance:

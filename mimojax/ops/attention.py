@@ -233,6 +233,26 @@ def _linear_attention(phi_q, phi_k, values, causal):
   return out.reshape(out.shape[:-3] + (-1, out.shape[-1]))[..., :length, :]
 
 
+def _exact_kernel_attention(q_b, k_b, values, causal, key_real=None):
+  """``out[n, i] = sum_m sum_j exp(q_b[n, i] . k_b[m, j] / sqrt(D)) values[m, j]``: the
+  softmax kernel that positive random features estimate (Eq. 12; Eq. 20 for bundles),
+  computed exactly in O(N M L^2) per head. Layout as :func:`_linear_attention`;
+  ``key_real`` ``(..., M, L)`` marks real bundle positions (or None). Each query row is
+  multiplied by exp(-its largest admissible score), a factor that cancels in the ratio.
+  """
+  scores = jnp.einsum("...hnid,...hmjd->...hnimj", q_b, k_b) / math.sqrt(q_b.shape[-1])
+  length = q_b.shape[-2]
+  allowed = jnp.ones((length, 1, length), bool)  # (i, m, j)
+  if causal:
+    allowed = jnp.tril(jnp.ones((length, length), bool))[:, None, :]
+  if key_real is not None:
+    allowed = allowed & key_real[..., None, None, None, :, :]
+  scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)
+  shift = jax.lax.stop_gradient(jnp.max(scores, axis=(-2, -1), keepdims=True))
+  weights = jnp.where(allowed, jnp.exp(scores - shift), 0)
+  return jnp.einsum("...hnimj,...hmje->...hnie", weights, values)
+
+
 def favor_attention(q, k, v, kernel_fn: Callable, mask=None, causal=False):
   """FAVOR+ linear attention (Eq. 10 / Eq. 31).
 
@@ -292,7 +312,7 @@ def _bundle(x, keys, real, over_m):
   return jnp.moveaxis(sum(terms[1:], terms[0]), -2, -4)
 
 
-def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=False,
+def favor_s_attention(q, k, v, keys, kernel_fn: Callable | None, mask=None, causal=False,
                       superposed_output=False, return_normalisers=False):
   """FAVOR+S attention in superposition on an M x N grid (Eq. 19, App. C.3).
 
@@ -315,7 +335,10 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
   Args:
     q, k, v: ``(..., M, N, L, H, D)``.
     keys: ``(M, N, D)`` bipolar binding keys.
-    kernel_fn: feature map, as for :func:`favor_attention`.
+    kernel_fn: feature map, as for :func:`favor_attention`; None: the exact kernel
+      ``exp(q~ . k~ / sqrt(D))`` that ``exp_kernel`` features estimate, in place of
+      ``Phi_q[n] . Phi_k[m]`` (quadratic in L; not in the paper, see
+      ``mimo.exact_kernel_fraction``).
     mask: optional ``(..., M, N, L)`` bool, True = real token. Keys and values are zeroed at
       padded positions before binding; a bundled key position that is padding in every
       channel of its bundle (all n of row m) contributes nothing to ``A`` or to any
@@ -334,8 +357,8 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
   num_m, dim = q.shape[-5], q.shape[-1]
   keys = keys.astype(q.dtype)
   real = None if mask is None else mask[..., None, None].astype(q.dtype)  # (..., M, N, L, 1, 1)
-  phi_q = _features(kernel_fn, _bundle(q, keys, None, over_m=True), is_query=True)
-  phi_k = _features(kernel_fn, _bundle(k, keys, real, over_m=False), is_query=False)
+  q_bundled = _bundle(q, keys, None, over_m=True)  # (..., H, N, L, D)
+  k_bundled = _bundle(k, keys, real, over_m=False)  # (..., H, M, L, D)
   v_bundled = _bundle(v, keys, real, over_m=False)  # (..., H, M, L, D)
   if superposed_output:
     norm_cols = jnp.ones(v_bundled.shape[:-1] + (1,), v_bundled.dtype)
@@ -345,7 +368,13 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=Fals
   values = jnp.concatenate([v_bundled, norm_cols], axis=-1)  # (..., H, M, L, D + cols)
   if mask is not None:  # a bundle padded in every channel leaves A and all C_m untouched
     values = values * jnp.any(mask, axis=-2)[..., None, :, :, None].astype(values.dtype)
-  res = _linear_attention(phi_q, phi_k, values, causal)  # (..., H, N, L, D + cols)
+  if kernel_fn is None:
+    key_real = None if mask is None else jnp.any(mask, axis=-2)
+    res = _exact_kernel_attention(q_bundled, k_bundled, values, causal, key_real)
+  else:
+    phi_q = _features(kernel_fn, q_bundled, is_query=True)
+    phi_k = _features(kernel_fn, k_bundled, is_query=False)
+    res = _linear_attention(phi_q, phi_k, values, causal)  # (..., H, N, L, D + cols)
   res = jnp.moveaxis(res, -4, -2)  # (..., N, L, H, D + cols)
   num, den = _rescaled(res[..., :dim], res[..., dim:])
   if superposed_output:

@@ -9,6 +9,7 @@ checkpoints state, data-iterator state and config.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -83,6 +84,15 @@ def validate(config) -> None:
   if ramp > 0 and config.mimo.curriculum_fraction == 0:
     raise ValueError(f"mimo.curriculum_ramp_fraction={ramp} needs a warm-up to ramp from: "
                      "set mimo.curriculum_fraction > 0 (or the ramp to 0)")
+  exact = config.mimo.get("exact_kernel_fraction", 0.0)  # absent from configs of older runs
+  if not 0.0 <= exact < 1.0:
+    raise ValueError(f"mimo.exact_kernel_fraction={exact} must be in [0, 1)")
+  model = config.get("model", {})
+  if exact > 0 and (model.get("attention"), model.get("kernel")) != ("favor_s", "exp"):
+    raise ValueError(
+        f"mimo.exact_kernel_fraction={exact} needs model.attention = 'favor_s' and "
+        f"model.kernel = 'exp' (got {model.get('attention')!r}, {model.get('kernel')!r}); "
+        f"allowed otherwise: 0")
   if (config.train.num_steps >= 0) == (config.train.num_epochs >= 0):
     raise ValueError("set exactly one of train.num_steps and train.num_epochs (the other -1); "
                      f"got {config.train.num_steps} and {config.train.num_epochs}")
@@ -180,6 +190,7 @@ class Trainer:
                        "train.num_steps or train.num_epochs")
     self.curriculum_steps = int(config.mimo.curriculum_fraction * self.total_steps)
     self.ramp_steps = int(config.mimo.curriculum_ramp_fraction * self.total_steps)
+    self.exact_steps = int(config.mimo.get("exact_kernel_fraction", 0.0) * self.total_steps)
     self.tx = optim.make_optimizer(config.opt, self.total_steps)
     self.mesh = mesh_lib.make_mesh(config.mesh.seed, config.mesh.data)
     seed_sh = mesh_lib.seed_sharding(self.mesh)
@@ -204,6 +215,12 @@ class Trainer:
     self.train_step = compiled_train_step(self.model)
     self.warmup_train_step = (compiled_train_step(self.model.clone(curriculum=True))
                               if self.curriculum_steps else None)
+    # the first steps with FAVOR+S's exact kernel, on the grid `on_subgrid` says (not in paper)
+    exact_model = self.model.clone(
+        spec=dataclasses.replace(self.model.spec, exact_kernel=True)) if self.exact_steps else None
+    self.exact_train_steps = {
+        subgrid: compiled_train_step(exact_model.clone(curriculum=subgrid))
+        for subgrid in (False, True)} if self.exact_steps else {}
     # dynamic MIMOConv: slow-mode batches (fewer inputs per pass) with this probability
     self.slow_train_step = (
         compiled_train_step(self.model.clone(
@@ -218,6 +235,9 @@ class Trainer:
     if self.curriculum_steps:
       self.mode_eval_steps["accuracy/subgrid"] = compiled_eval_step(
           self.model.clone(curriculum=True))
+    if self.exact_steps:  # the model the first steps train
+      self.mode_eval_steps["accuracy/exact_kernel"] = compiled_eval_step(
+          exact_model.clone(curriculum=self.on_subgrid(0)))
     self.augment = data_lib.train_augmentation(config.data)
     # built inside jit: device_put cannot target devices of other processes
     self.init_keys, self.train_keys = jax.jit(
@@ -259,12 +279,14 @@ class Trainer:
   def chunk_length(self, step_index: int) -> int:
     """Steps that one compiled call trains from `step_index`: `train.steps_per_call`, cut
     at the next log, evaluation or checkpoint step, at the first step whose grid
-    (`on_subgrid`) differs and at the end of training, so that every such event sees the
-    state of its own step."""
+    (`on_subgrid`) or kernel (`mimo.exact_kernel_fraction`) differs and at the end of
+    training, so that every such event sees the state of its own step."""
     cfg = self.config
     stops = [self.total_steps]
     for every in (cfg.train.log_every_steps, cfg.eval.every_steps, cfg.checkpoint.every_steps):
       stops.append((step_index // every + 1) * every)
+    if step_index < self.exact_steps:
+      stops.append(self.exact_steps)
     count = min(cfg.train.steps_per_call, min(stops) - step_index)
     subgrid = self.on_subgrid(step_index)
     return next((i for i in range(1, count) if self.on_subgrid(step_index + i) != subgrid),
@@ -281,6 +303,8 @@ class Trainer:
     return state, metrics, count
 
   def step_fn(self, step_index: int):
+    if step_index < self.exact_steps:
+      return self.exact_train_steps[self.on_subgrid(step_index)]
     if self.on_subgrid(step_index):
       return self.warmup_train_step
     if self.is_slow_step(step_index):

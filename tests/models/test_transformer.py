@@ -170,6 +170,24 @@ def test_curriculum_trees_identical_and_switch_back_matches_fresh_model():
   assert bool(jnp.all(jnp.isfinite(out_warm)))
 
 
+@pytest.mark.parametrize("head", ["classifier", "lm"])
+def test_exact_kernel_on_the_one_channel_sub_grid_is_the_softmax_transformer(head):
+  """On the 1 x 1 warm-up grid binding cancels (a * a = 1), so FAVOR+S with the exact exp
+  kernel at t = 1 is softmax attention: the same logits as the softmax model, same params."""
+  config = _config(head, kernel="exp", curriculum_fraction=0.2)
+  model = _model(config)
+  exact = model.clone(spec=dataclasses.replace(model.spec, exact_kernel=True), curriculum=True)
+  x = _tokens(pad_from=LENGTHS)
+  variables = _init(model, x)
+  softmax = _model(_config(head, attention="softmax", m=1, n=1))
+  expected = _apply(softmax, {"params": variables["params"]}, x)
+  np.testing.assert_allclose(_apply(exact, variables, x), expected, rtol=1e-5, atol=1e-5)
+  assert not np.allclose(_apply(model.clone(curriculum=True), variables, x), expected,
+                         atol=1e-3)
+  with pytest.raises(ValueError, match="exact_kernel_fraction"):
+    dataclasses.replace(_model(_config(head)).spec, exact_kernel=True)  # relu kernel
+
+
 def test_curriculum_with_att_mlp_raises():
   with pytest.raises(ValueError, match="curriculum_fraction"):
     _model(_config("lm", variant="att_mlp", curriculum_fraction=0.2))

@@ -26,6 +26,7 @@ _KERNELS = {
     "relu": lambda p: functools.partial(attention.relu_kernel, projection=p),
     "exp": lambda p: functools.partial(attention.exp_kernel, projection=p),
     "dpfp": lambda p: attention.dpfp_kernel,
+    "exact": lambda p: None,  # FAVOR+S only: the exact softmax kernel
 }
 
 
@@ -116,8 +117,8 @@ def _np_favor(q, k, v, features, mask, causal):
 def _np_favor_s(q, k, v, keys, features, mask, causal):
   """Explicit per-(m, n) loops of Eq. 11, 19, 63, 67, 68 for q, k, v (G, M, N, L, H, D).
 
-  Returns (att. output (G, M, N, L, H, D), superposed output (G, N, L, H, D), S (G, N, L, H, D),
-  B (G, M, N, L, H)).
+  ``features`` None: the exact kernel, W = exp(q~ k~^T / sqrt(D)). Returns (att. output
+  (G, M, N, L, H, D), superposed output (G, N, L, H, D), S (G, N, L, H, D), B (G, M, N, L, H)).
   """
   g_, m_, n_, l_, h_, d_ = q.shape
   mask = np.ones((g_, m_, n_, l_), bool) if mask is None else mask
@@ -137,7 +138,11 @@ def _np_favor_s(q, k, v, keys, features, mask, causal):
       for n in range(n_):
         s = np.zeros((l_, d_))
         for m in range(m_):
-          w = features(q_t[n]) @ features(k_t[m]).T * bundle_real[m][None, :]
+          if features is None:
+            w = np.exp(q_t[n].astype(np.float64) @ k_t[m].T / np.sqrt(d_))
+          else:
+            w = features(q_t[n]) @ features(k_t[m]).T
+          w = w * bundle_real[m][None, :]
           if causal:
             w = np.tril(w)
           s += w @ v_t[m]
@@ -382,6 +387,44 @@ def test_favor_s_reduces_to_favor_with_ones_keys(causal, kernel):
 
 
 @pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("masked", [False, True])
+def test_favor_s_exact_kernel_matches_explicit_loops(causal, masked):
+  """kernel_fn None: Eq. 19 / 67 / 68 with W = exp(q~ k~^T / sqrt(D)) in place of features."""
+  q, k, v, keys = _grid_inputs(15, m=3, n=2)
+  q, k = 0.3 * q, 0.3 * k  # bundled scores of a few units, as after training's scaling
+  mask = None
+  if masked:
+    mask = _mask(8, q.shape[:-2], p_real=0.6)
+    mask[:, :, :, 4] = False  # padded in every channel of every bundle
+  out_att, out_sup, _, _ = _np_favor_s(q, k, v, keys, None, mask, causal)
+  att, sup = _favor_s(q, k, v, keys, None, mask, kernel="exact", causal=causal)
+  np.testing.assert_allclose(att, out_att, rtol=RTOL, atol=ATOL)
+  np.testing.assert_allclose(sup, out_sup, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_favor_s_exact_kernel_on_one_channel_is_softmax_attention(causal):
+  """M = N = 1 with a bipolar key: binding cancels (a * a = 1), so the exact kernel gives
+  softmax(q k^T / sqrt(D)) v, padding included."""
+  q, k, v, key = _grid_inputs(35, m=1, n=1)
+  mask = _mask(2, q.shape[:-2])
+  att, _ = _favor_s(q, k, v, key, None, mask, kernel="exact", causal=causal)
+  expected = _softmax(q[:, 0, 0], k[:, 0, 0], v[:, 0, 0], mask=mask[:, 0, 0], causal=causal)
+  np.testing.assert_allclose(att[:, 0, 0], expected, rtol=1e-5, atol=1e-6)
+
+
+def test_exp_features_estimate_the_exact_kernel():
+  """FAVOR+S with many positive features approaches the exact-kernel FAVOR+S."""
+  q, k, v, keys = _grid_inputs(36, g=1, heads=1)
+  q, k = 0.3 * q, 0.3 * k
+  exact, _ = _favor_s(q, k, v, keys, None, kernel="exact", causal=True)
+  errors = [np.abs(np.asarray(_favor_s(q, k, v, keys, _projection(seed, r, 8), kernel="exp",
+                                       causal=True)[0]) - exact).mean()
+            for r in (16, 4096) for seed in (0, 1)]
+  assert max(errors[2:]) < 0.25 * min(errors[:2]), errors
+
+
+@pytest.mark.parametrize("causal", [False, True])
 def test_favor_s_single_channel_key_is_rotated_projection(causal):
   """Invariant 6: M = N = 1 with key a equals FAVOR+ with projection P diag(a) (ReLU kernel)."""
   q, k, v, key = _grid_inputs(40, m=1, n=1)
@@ -523,7 +566,8 @@ def test_gradients_are_finite():
     total += jnp.sum(attention.favor_attention(flat(q), flat(k), flat(v), _KERNELS["relu"](p),
                                                mask=flat(mask), causal=True)**2)
     for kernel, causal, superposed in [("relu", True, False), ("relu", False, True),
-                                       ("exp", False, False), ("dpfp", False, False)]:
+                                       ("exp", False, False), ("dpfp", False, False),
+                                       ("exact", True, False)]:
       total += jnp.sum(attention.favor_s_attention(
           q, k, v, keys, _KERNELS[kernel](p), mask=mask, causal=causal,
           superposed_output=superposed)**2)

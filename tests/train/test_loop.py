@@ -126,6 +126,27 @@ def test_chunks_stop_at_logs_evals_checkpoints_and_curriculum_end(data_dir):
   assert chunks == [(0, 3), (3, 1), (4, 2), (6, 2), (8, 4)]
 
 
+def test_exact_kernel_steps_come_first_in_chunks_of_their_own(data_dir, tmp_path):
+  """mimo.exact_kernel_fraction = 0.25 of 12 steps: steps 0-2 train the exact-kernel model on
+  the warm-up sub-grid, then the feature model; the run logs the exact model's accuracy."""
+  config = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=5,
+                        model__kernel="exp", mimo__curriculum_fraction=0.5,
+                        mimo__exact_kernel_fraction=0.25)
+  trainer = loop.Trainer(config, "/unused")
+  chunks, i = [], 0
+  while i < trainer.total_steps:
+    chunks.append((i, trainer.chunk_length(i)))
+    i += chunks[-1][1]
+  assert chunks == [(0, 3), (3, 1), (4, 2), (6, 2), (8, 4)]
+  assert [trainer.step_fn(i) is trainer.exact_train_steps[True] for i in range(12)] == (
+      [True] * 3 + [False] * 9)
+  assert trainer.step_fn(3) is trainer.warmup_train_step
+  assert trainer.step_fn(6) is trainer.train_step
+  loop.train_and_evaluate(config, str(tmp_path))
+  test = [r for r in read_metrics(tmp_path) if r["split"] == "test"]
+  assert all(0 <= r["accuracy/exact_kernel"] <= 1 for r in test)
+
+
 def test_curriculum_ramp_mixes_grids_with_a_linearly_rising_full_grid_share(data_dir):
   """Warm-up steps train on the sub-grid and steps after the ramp on the full grid; in the
   ramp the full-grid share follows (k + 1) / (ramp + 1), and no compiled call mixes grids."""
@@ -253,6 +274,8 @@ def test_four_devices_equal_one_device(data_dir, tmp_path):
      "model.exp_temperature"),
     ("--config=experiments/synthetic.py:smoke --config.mimo.mass_balance=-1",
      "mimo.mass_balance"),
+    ("--config=experiments/synthetic.py:smoke,model=mimoformer "
+     "--config.mimo.exact_kernel_fraction=0.2", "mimo.exact_kernel_fraction"),
 ])
 def test_invalid_config_exits_with_one_line(tmp_path, data_dir, override, field):
   cmd = [sys.executable, "-m", "mimojax.main", *override.split(),
