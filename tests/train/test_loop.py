@@ -114,16 +114,21 @@ def test_resume_reproduces_uninterrupted_run(data_dir, tmp_path, monkeypatch):
       r for r in straight_rows if r["split"] == "test"]
 
 
+def chunks(trainer):
+  """(first step, length) of every compiled call of the trainer's run."""
+  out, i = [], 0
+  while i < trainer.total_steps:
+    out.append((i, trainer.chunk_length(i)))
+    i += out[-1][1]
+  return out
+
+
 def test_chunks_stop_at_logs_evals_checkpoints_and_curriculum_end(data_dir):
   # 12 steps; log every 4, evaluate and checkpoint every 6; curriculum until step 3
   config = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=5,
                         mimo__curriculum_fraction=0.25)
   trainer = loop.Trainer(config, "/unused")
-  chunks, i = [], 0
-  while i < trainer.total_steps:
-    chunks.append((i, trainer.chunk_length(i)))
-    i += chunks[-1][1]
-  assert chunks == [(0, 3), (3, 1), (4, 2), (6, 2), (8, 4)]
+  assert chunks(trainer) == [(0, 3), (3, 1), (4, 2), (6, 2), (8, 4)]
 
 
 def test_exact_kernel_steps_come_first_in_chunks_of_their_own(data_dir, tmp_path):
@@ -133,11 +138,7 @@ def test_exact_kernel_steps_come_first_in_chunks_of_their_own(data_dir, tmp_path
                         model__kernel="exp", mimo__curriculum_fraction=0.5,
                         mimo__exact_kernel_fraction=0.25)
   trainer = loop.Trainer(config, "/unused")
-  chunks, i = [], 0
-  while i < trainer.total_steps:
-    chunks.append((i, trainer.chunk_length(i)))
-    i += chunks[-1][1]
-  assert chunks == [(0, 3), (3, 1), (4, 2), (6, 2), (8, 4)]
+  assert chunks(trainer) == [(0, 3), (3, 1), (4, 2), (6, 2), (8, 4)]
   assert [trainer.step_fn(i) is trainer.exact_train_steps[True] for i in range(12)] == (
       [True] * 3 + [False] * 9)
   assert trainer.step_fn(3) is trainer.warmup_train_step
