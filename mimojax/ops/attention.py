@@ -242,9 +242,8 @@ def _exact_kernel_attention(q_b, k_b, values, causal, key_real=None):
   """
   scores = jnp.einsum("...hnid,...hmjd->...hnimj", q_b, k_b) / math.sqrt(q_b.shape[-1])
   length = q_b.shape[-2]
-  allowed = jnp.ones((length, 1, length), bool)  # (i, m, j)
-  if causal:
-    allowed = jnp.tril(jnp.ones((length, length), bool))[:, None, :]
+  allowed = jnp.ones((length, length), bool)
+  allowed = (jnp.tril(allowed) if causal else allowed)[:, None, :]  # (i, m, j)
   if key_real is not None:
     allowed = allowed & key_real[..., None, None, None, :, :]
   scores = jnp.where(allowed, scores, jnp.finfo(scores.dtype).min)
@@ -366,10 +365,10 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable | None, mask=None, caus
     norm_cols = jnp.broadcast_to(jnp.eye(num_m, dtype=v_bundled.dtype)[:, None, :],
                                  v_bundled.shape[:-1] + (num_m,))
   values = jnp.concatenate([v_bundled, norm_cols], axis=-1)  # (..., H, M, L, D + cols)
-  if mask is not None:  # a bundle padded in every channel leaves A and all C_m untouched
-    values = values * jnp.any(mask, axis=-2)[..., None, :, :, None].astype(values.dtype)
+  key_real = None if mask is None else jnp.any(mask, axis=-2)  # (..., M, L)
+  if key_real is not None:  # a bundle padded in every channel leaves A and all C_m untouched
+    values = values * key_real[..., None, :, :, None].astype(values.dtype)
   if kernel_fn is None:
-    key_real = None if mask is None else jnp.any(mask, axis=-2)
     res = _exact_kernel_attention(q_bundled, k_bundled, values, causal, key_real)
   else:
     phi_q = _features(kernel_fn, q_bundled, is_query=True)

@@ -215,12 +215,6 @@ class Trainer:
     self.train_step = compiled_train_step(self.model)
     self.warmup_train_step = (compiled_train_step(self.model.clone(curriculum=True))
                               if self.curriculum_steps else None)
-    # the first steps with FAVOR+S's exact kernel, on the grid `on_subgrid` says (not in paper)
-    exact_model = self.model.clone(
-        spec=dataclasses.replace(self.model.spec, exact_kernel=True)) if self.exact_steps else None
-    self.exact_train_steps = {
-        subgrid: compiled_train_step(exact_model.clone(curriculum=subgrid))
-        for subgrid in (False, True)} if self.exact_steps else {}
     # dynamic MIMOConv: slow-mode batches (fewer inputs per pass) with this probability
     self.slow_train_step = (
         compiled_train_step(self.model.clone(
@@ -235,9 +229,15 @@ class Trainer:
     if self.curriculum_steps:
       self.mode_eval_steps["accuracy/subgrid"] = compiled_eval_step(
           self.model.clone(curriculum=True))
-    if self.exact_steps:  # the model the first steps train
+    # the first steps: FAVOR+S on its exact kernel, on the grid `on_subgrid` says (not in
+    # the paper); every evaluation also reports the model that step 0 trains
+    self.exact_train_steps = {}
+    if self.exact_steps:
+      exact = self.model.clone(spec=dataclasses.replace(self.model.spec, exact_kernel=True))
+      self.exact_train_steps = {subgrid: compiled_train_step(exact.clone(curriculum=subgrid))
+                                for subgrid in (False, True)}
       self.mode_eval_steps["accuracy/exact_kernel"] = compiled_eval_step(
-          exact_model.clone(curriculum=self.on_subgrid(0)))
+          exact.clone(curriculum=self.on_subgrid(0)))
     self.augment = data_lib.train_augmentation(config.data)
     # built inside jit: device_put cannot target devices of other processes
     self.init_keys, self.train_keys = jax.jit(
