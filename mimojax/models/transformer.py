@@ -14,17 +14,16 @@ settings; deep and wide models are ``num_layers`` / ``num_heads`` settings. Head
   embedding without bias (safari SimpleLM). No padding mask (token 0 is a real token there).
 """
 
+import dataclasses
 import math
 
 import flax.linen as nn
 import jax.numpy as jnp
 
-from mimojax.nn.attention import ATTENTIONS
+from mimojax.models.phase import Phase
 from mimojax.nn.attention import AttentionSpec
 from mimojax.nn.attention import check_group
-from mimojax.nn.attention import grid_size
 from mimojax.nn.attention import torch_linear
-from mimojax.nn.blocks import MLP_ACTIVATIONS
 from mimojax.nn.blocks import Embed
 from mimojax.nn.blocks import EncoderBlock
 from mimojax.nn.blocks import SuperposedEncoderBlock
@@ -55,7 +54,6 @@ class Encoder(nn.Module):
   variant: str = "att"
   cls_token: bool = False
   use_mask: bool = True
-  curriculum: bool = False
   activation: str = "relu"
 
   @nn.compact
@@ -67,8 +65,8 @@ class Encoder(nn.Module):
       mask = jnp.concatenate([jnp.ones_like(mask[:, :1]), mask], axis=1)
     block = SuperposedEncoderBlock if self.variant == "att_mlp" else EncoderBlock
     for i in range(self.num_layers):
-      x = block(self.spec, self.mlp_dim, self.dropout, curriculum=self.curriculum,
-                activation=self.activation, name=f"layer_{i}")(x, mask, train=train)
+      x = block(self.spec, self.mlp_dim, self.dropout, activation=self.activation,
+                name=f"layer_{i}")(x, mask, train=train)
     return layer_norm("norm")(x), mask
 
 
@@ -86,9 +84,9 @@ class Transformer(nn.Module):
   """The network; ``__call__(inputs, *, train, inputs2=None)`` -> logits.
 
   ``inputs`` int (B, L); B must be a multiple of the superposition group M*N (of the
-  warm-up sub-grid when ``curriculum``). ``curriculum=True`` is the App. F.1 warm-up model:
-  same parameters and constants, FAVOR+S on the [:M/2, :N/2] sub-grid; the train loop gets
-  it with ``model.clone(curriculum=True)``.
+  warm-up sub-grid in a ``phase.subgrid``). ``phase`` (``models.Phase``) selects the App. F.1
+  warm-up sub-grid and the exact kernel: ``model.clone(phase=p)`` runs the same parameters
+  and constants as phase ``p`` does.
   """
 
   spec: AttentionSpec
@@ -104,20 +102,11 @@ class Transformer(nn.Module):
   embed_dropout: float = 0.0
   classifier_dim: int = 0
   variant: str = "att"
-  curriculum: bool = False
   activation: str = "relu"
   tie_embeddings: bool = False
+  phase: Phase = Phase()
 
-  def _check(self, inputs, inputs2):
-    if self.head not in HEADS:
-      raise ValueError(f"model.head must be one of {HEADS}, got {self.head!r}")
-    if self.pooling not in POOLINGS:
-      raise ValueError(f"model.pooling must be one of {POOLINGS}, got {self.pooling!r}")
-    if self.variant not in VARIANTS:
-      raise ValueError(f"mimo.variant must be one of {VARIANTS}, got {self.variant!r}")
-    if self.spec.causal != (self.head == "lm"):
-      raise ValueError(
-          f"spec.causal must be {self.head == 'lm'} for model.head = {self.head!r}")
+  def _check(self, inputs, inputs2, spec):
     if inputs.ndim != 2:
       raise ValueError(f"inputs must be (B, L) token ids, got shape {inputs.shape}")
     if (inputs2 is not None) != (self.head == "dual"):
@@ -125,7 +114,7 @@ class Transformer(nn.Module):
           f"inputs2 must be given exactly when model.head = 'dual' (head is {self.head!r})")
     if inputs2 is not None and inputs2.shape[0] != inputs.shape[0]:
       raise ValueError(f"inputs2 batch {inputs2.shape[0]} != inputs batch {inputs.shape[0]}")
-    check_group(inputs.shape[0], *grid_size(self.spec.m, self.spec.n, self.curriculum))
+    check_group(inputs.shape[0], *spec.grid)
 
   def _classify(self, features, *, name: str):
     h = nn.relu(torch_linear(self.classifier_dim, features.shape[-1], name=f"{name}_hidden")(
@@ -134,12 +123,14 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, inputs, *, train: bool, inputs2=None):
-    self._check(inputs, inputs2)
+    spec = dataclasses.replace(self.spec, subgrid=self.phase.subgrid,
+                               exact_kernel=self.phase.exact_kernel)
+    self._check(inputs, inputs2, spec)
     encoder = Encoder(
-        self.spec, self.vocab_size, self.num_layers, self.embed_dim, self.mlp_dim,
+        spec, self.vocab_size, self.num_layers, self.embed_dim, self.mlp_dim,
         self.max_len, self.dropout, self.embed_dropout, variant=self.variant,
         cls_token=self.head != "lm" and self.pooling == "cls", use_mask=self.head != "lm",
-        curriculum=self.curriculum, activation=self.activation, name="encoder")
+        activation=self.activation, name="encoder")
     x, mask = encoder(inputs, train=train)
     if self.head == "lm" and self.tie_embeddings:
       return x @ self.variables["params"]["encoder"]["embed"]["token"]["embedding"].T
@@ -153,96 +144,36 @@ class Transformer(nn.Module):
                           name="classifier")
 
 
-def _choice(field: str, value, allowed) -> None:
-  if value not in allowed:
-    raise ValueError(f"{field} must be one of {allowed}, got {value!r}")
-
-
-def _rate(field: str, value) -> float:
-  if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-    raise ValueError(f"{field} must be a float in [0, 1), got {value!r}")
-  return float(value)
-
-
-def _positive(field: str, value) -> int:
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"{field} must be a positive int, got {value!r}")
-  return value
-
-
 def transformer(config, info) -> Transformer:
-  """Builds the :class:`Transformer` from ``config.model`` / ``config.mimo`` and DataInfo.
-
-  ``config.mimo`` is read only when ``model.attention == "favor_s"``. Optional fields:
-  ``model.embed_dropout`` (default ``model.dropout``) sets the embedding dropout separately
-  (safari SimpleLM: embed 0.1, residual 0); ``model.reference_padding`` (default False)
-  selects the official code's eps-per-pad FAVOR normaliser (see ``AttentionSpec``);
-  ``model.init`` ("torch" | "gpt2"), ``model.activation`` (MLP: "relu" | "gelu", default
-  relu) and ``model.tie_embeddings`` (LM head = token embedding; "lm" head only) select the
-  official MIMOFormer layers (defaults) or safari's SimpleLM ones.
-  """
+  """The :class:`Transformer` of a validated config (``mimojax.train.config.Config``) and the
+  data's ``DataInfo``. ``mimo`` is read only with FAVOR+S; ``model.embed_dropout`` None is
+  ``model.dropout`` (safari SimpleLM: embed 0.1, residual 0); ``model.activation`` None is
+  ReLU; ``model.init``, ``model.activation`` and ``model.tie_embeddings`` select the official
+  MIMOFormer layers (defaults) or safari's SimpleLM ones."""
   model, mimo = config.model, config.mimo
-  _choice("model.head", model.head, HEADS)
-  expected = HEAD_TASKS[model.head]
-  if info.task_type != expected:
-    raise ValueError(
-        f"model.head = {model.head!r} needs a {expected!r} task, data gives {info.task_type!r}")
-  _choice("model.attention", model.attention, ATTENTIONS)
   favor_s = model.attention == "favor_s"
-  m, n, variant = 1, 1, "att"
-  mass_balance = mimo.get("mass_balance", 0.0)  # absent from configs of older runs
-  if favor_s:
-    _choice("mimo.variant", mimo.variant, VARIANTS)
-    m, n, variant = _positive("mimo.m", mimo.m), _positive("mimo.n", mimo.n), mimo.variant
-    if mimo.curriculum_fraction > 0 and variant == "att_mlp":  # its range: train.loop.validate
-      raise ValueError(
-          "mimo.curriculum_fraction > 0 needs mimo.variant = 'att' (att_mlp has no curriculum)")
-    if mass_balance and variant == "att_mlp":
-      raise ValueError(
-          "mimo.mass_balance > 0 needs mimo.variant = 'att' (att_mlp has one summed normaliser)")
-  pooling = model.pooling
-  if model.head != "lm":
-    _choice("model.pooling", pooling, POOLINGS)
-  dropout = _rate("model.dropout", model.dropout)
-  activation = model.get("activation") or "relu"
-  _choice("model.activation", activation, tuple(MLP_ACTIVATIONS))
-  tie_embeddings = model.get("tie_embeddings", False)
-  if tie_embeddings not in (True, False) or (tie_embeddings and model.head != "lm"):
-    raise ValueError(
-        f"model.tie_embeddings must be False, or True with model.head = 'lm'; got "
-        f"{tie_embeddings!r} with model.head = {model.head!r}")
-  num_layers = _positive("model.num_layers", model.num_layers)
+  m, n = (mimo.m, mimo.n) if favor_s else (1, 1)
   spec = AttentionSpec(
       num_heads=model.num_heads, head_dim=model.head_dim, attention=model.attention,
       kernel=model.kernel, num_features=model.num_features,
-      exp_temperature=model.get("exp_temperature", 1.0),
-      redraw_features=bool(model.redraw_features), dpfp_nu=model.dpfp_nu,
-      attention_dropout=_rate("model.attention_dropout", model.attention_dropout),
-      causal=model.head == "lm", m=m, n=n, mass_balance=mass_balance,
-      reference_padding=bool(model.reference_padding), init=model.get("init", "torch"),
-      residual_scale=1.0 / math.sqrt(2 * num_layers))
-  needed = info.seq_len + (model.head != "lm" and pooling == "cls")
-  if _positive("model.max_len", model.max_len) < needed:
-    raise ValueError(
-        f"model.max_len = {model.max_len} must be >= {needed} (data seq_len {info.seq_len}"
-        f"{' + CLS' if needed > info.seq_len else ''})")
-  num_classes = info.vocab_size if model.head == "lm" else info.num_classes
+      exp_temperature=model.exp_temperature, redraw_features=model.redraw_features,
+      dpfp_nu=model.dpfp_nu, attention_dropout=model.attention_dropout,
+      causal=model.head == "lm", m=m, n=n, mass_balance=mimo.mass_balance if favor_s else 0.0,
+      reference_padding=model.reference_padding, init=model.init,
+      residual_scale=1.0 / math.sqrt(2 * model.num_layers))
   return Transformer(
       spec=spec,
-      vocab_size=_positive("data vocab_size", info.vocab_size),
-      num_classes=_positive("data num_classes", num_classes),
+      vocab_size=info.vocab_size,
+      num_classes=info.vocab_size if model.head == "lm" else info.num_classes,
       head=model.head,
-      num_layers=num_layers,
-      embed_dim=_positive("model.embed_dim", model.embed_dim),
-      mlp_dim=_positive("model.mlp_dim", model.mlp_dim),
+      num_layers=model.num_layers,
+      embed_dim=model.embed_dim,
+      mlp_dim=model.mlp_dim,
       max_len=model.max_len,
-      pooling=pooling,
-      dropout=dropout,
-      embed_dropout=_rate("model.embed_dropout",
-                          dropout if model.embed_dropout is None else model.embed_dropout),
-      classifier_dim=(_positive("model.classifier_dim", model.classifier_dim)
-                      if model.head != "lm" else 0),
-      variant=variant,
-      activation=activation,
-      tie_embeddings=tie_embeddings)
-
+      pooling=model.pooling,
+      dropout=model.dropout,
+      embed_dropout=model.dropout if model.embed_dropout is None else model.embed_dropout,
+      classifier_dim=model.classifier_dim if model.head != "lm" else 0,
+      variant=mimo.variant if favor_s else "att",
+      activation=model.activation or "relu",
+      tie_embeddings=model.tie_embeddings)

@@ -44,9 +44,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from mimojax import ops
-from mimojax.nn.conv import ACTIVATIONS
-from mimojax.nn.conv import KEY_INITS
-from mimojax.nn.conv import LAYOUTS
+from mimojax.models.phase import Phase
 from mimojax.nn.conv import Activation
 from mimojax.nn.conv import BasicBlock
 from mimojax.nn.conv import BatchNorm
@@ -87,14 +85,11 @@ class _WideBase(nn.Module):
   layout: str = "standard"
   bn_eval_batch_stats: bool = False
   isometry_gamma: float = 0.0
+  phase: Phase = Phase()
 
   def _check(self, inputs):
     if inputs.ndim != 4:
       raise ValueError(f"inputs must be NHWC images (B, H, W, C), got shape {inputs.shape}")
-    if self.activation not in ACTIVATIONS:
-      raise ValueError(f"activation must be one of {list(ACTIVATIONS)}, got {self.activation!r}")
-    if self.layout not in LAYOUTS:
-      raise ValueError(f"layout must be one of {list(LAYOUTS)}, got {self.layout!r}")
 
   def _norm_mode(self, train: bool) -> dict:
     use_batch = train or self.bn_eval_batch_stats
@@ -165,14 +160,13 @@ class WideResNet(_WideBase):
 class MIMOConv(_WideBase):
   """MIMOConv with N = ``num_channels`` superposition channels; see the module doc.
 
-  ``inputs_per_pass`` n (module field or call argument, the call argument wins; None = N)
-  selects dynamic inference: n images share a pass, each fills N/n channels, and the N/n
-  replica outputs are averaged. n must divide N, and the batch must divide by n.
-  ``model.clone(inputs_per_pass=1)`` is the slow mode of the dynamic training schedule.
+  ``inputs_per_pass`` n (call argument, else ``phase.inputs_per_pass``; None = N) selects
+  dynamic inference: n images share a pass, each fills N/n channels, and the N/n replica
+  outputs are averaged. n must divide N, and the batch must divide by n.
+  ``model.clone(phase=Phase(inputs_per_pass=1))`` is the slow mode of dynamic training.
   """
 
   num_channels: int = 1
-  inputs_per_pass: int | None = None
   key_init: str = "uniform"
   trainable_keys: bool = True
   unbind_bias_relu: bool = True
@@ -180,8 +174,8 @@ class MIMOConv(_WideBase):
 
   @nn.nowrap
   def resolve_inputs_per_pass(self, inputs_per_pass: int | None = None) -> int:
-    """The n in use: the call argument, else the field, else N; ValueError unless n | N."""
-    n = inputs_per_pass if inputs_per_pass is not None else self.inputs_per_pass
+    """The n in use: the call argument, else the phase's, else N; ValueError unless n | N."""
+    n = inputs_per_pass if inputs_per_pass is not None else self.phase.inputs_per_pass
     n = self.num_channels if n is None else n
     if not isinstance(n, int) or isinstance(n, bool) or n < 1 or self.num_channels % n:
       raise ValueError(f"inputs_per_pass must be a positive divisor of mimo.n = "
@@ -191,8 +185,6 @@ class MIMOConv(_WideBase):
   @nn.compact
   def __call__(self, inputs, *, train: bool, inputs_per_pass: int | None = None):
     self._check(inputs)
-    if self.key_init not in KEY_INITS:
-      raise ValueError(f"key_init must be one of {list(KEY_INITS)}, got {self.key_init!r}")
     n = self.resolve_inputs_per_pass(inputs_per_pass)
     if inputs.shape[0] % n:
       raise ValueError(f"batch size {inputs.shape[0]} is not divisible by inputs_per_pass = {n}")
@@ -226,95 +218,61 @@ class MIMOConv(_WideBase):
 
 
 # ---------------------------------------------------------------------------------------
-# Constructors (MODELS entries): config.model.* / config.mimo.* -> module.
-
-
-def _get(group, name: str, default):
-  """``group.name``, or ``default`` when the field is missing or None."""
-  value = group.get(name, None) if group is not None else None
-  return default if value is None else value
-
-
-def _positive_int(name: str, value) -> int:
-  if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
-  return value
-
-
-def _non_negative(name: str, value) -> float:
-  if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-    raise ValueError(f"{name} must be a float >= 0, got {value!r}")
-  return float(value)
-
-
-def _choice(name: str, value, allowed):
-  if value not in allowed:
-    raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-  return value
-
-
-def _bool(name: str, value) -> bool:
-  if not isinstance(value, bool):
-    raise ValueError(f"{name} must be true or false, got {value!r}")
-  return value
+# Constructors (MODELS entries): a validated config (``mimojax.train.config.Config``) and
+# the data's ImageDataInfo -> module. None in a model field means the model's default.
 
 
 def _common_fields(config, info, *, activation: str, layout: str, initial_width: int,
                    isometry_gamma: float) -> dict:
-  """Fields shared by every wide network, read from ``config.model`` with model defaults."""
+  """Fields shared by every wide network, with the model's defaults for None."""
   model = config.model
-  if info.task_type != "classification":
-    raise ValueError(f"{model.name} needs a 'classification' task, data gives "
-                     f"{info.task_type!r}")
+  pick = lambda value, default: default if value is None else value
   return dict(
-      num_classes=_positive_int("data num_classes", info.num_classes),
-      stage_sizes=stage_sizes_for_depth(_get(model, "depth", 28)),
-      width=_positive_int("model.width", _get(model, "width", 10)),
-      initial_width=_positive_int("model.initial_width",
-                                  _get(model, "initial_width", initial_width)),
-      activation=_choice("model.activation", _get(model, "activation", activation), ACTIVATIONS),
-      layout=_choice("model.layout", _get(model, "layout", layout), LAYOUTS),
-      bn_eval_batch_stats=_bool("model.bn_eval_batch_stats",
-                                _get(model, "bn_eval_batch_stats", False)),
-      isometry_gamma=_non_negative("model.isometry_gamma",
-                                   _get(model, "isometry_gamma", isometry_gamma)))
+      num_classes=info.num_classes,
+      stage_sizes=stage_sizes_for_depth(model.depth),
+      width=model.width,
+      initial_width=pick(model.initial_width, initial_width),
+      activation=pick(model.activation, activation),
+      layout=pick(model.layout, layout),
+      bn_eval_batch_stats=model.bn_eval_batch_stats,
+      isometry_gamma=pick(model.isometry_gamma, isometry_gamma))
+
+
+# Each wide network's defaults for the None fields of config.model (the config boundary
+# validates the resolved values).
+DEFAULTS = {
+    "wide_resnet": dict(activation="relu", layout="standard", initial_width=1,
+                        isometry_gamma=0.0),
+    # WideIsoNet (official ``WideISOReLUNet``): isometry gamma 1e-4 (App. E.5), kept > 0
+    "wide_isonet": dict(activation="relu", layout="official", initial_width=1,
+                        isometry_gamma=1e-4),
+    # MIMOConv (official ``MIMONet``)
+    "mimoconv": dict(activation="prelu", layout="official", initial_width=4,
+                     isometry_gamma=1e-4),
+}
 
 
 def wide_resnet(config, info) -> WideResNet:
-  """WRN-depth-width baseline. Model defaults: ReLU, ``"standard"`` layout, initial width
-  1, no isometry term (set ``model.layout="official"`` for the paper's WRN-28-10 row)."""
-  return WideResNet(**_common_fields(config, info, activation="relu", layout="standard",
-                                     initial_width=1, isometry_gamma=0.0))
+  """WRN-depth-width baseline: ReLU, ``"standard"`` layout, initial width 1, no isometry
+  term (set ``model.layout="official"`` for the paper's WRN-28-10 row)."""
+  return WideResNet(**_common_fields(config, info, **DEFAULTS["wide_resnet"]))
 
 
 def wide_isonet(config, info) -> WideResNet:
-  """WideIsoNet (official ``WideISOReLUNet``): ReLU, ``"official"`` layout, isometry
-  regulariser gamma 1e-4 (App. E.5). ``model.isometry_gamma`` must stay > 0."""
-  fields = _common_fields(config, info, activation="relu", layout="official",
-                          initial_width=1, isometry_gamma=1e-4)
-  if fields["isometry_gamma"] <= 0:
-    raise ValueError(f"model.isometry_gamma must be > 0 for wide_isonet (paper 1e-4), got "
-                     f"{fields['isometry_gamma']}")
-  return WideResNet(**fields)
+  """WideIsoNet: ReLU, ``"official"`` layout, isometry regulariser gamma 1e-4 (App. E.5)."""
+  return WideResNet(**_common_fields(config, info, **DEFAULTS["wide_isonet"]))
 
 
 def mimoconv(config, info) -> MIMOConv:
-  """MIMOConv (official ``MIMONet``). Model defaults: PReLU, ``"official"`` layout, initial
-  width 4, isometry gamma 1e-4; ``mimo.n`` channels (N), ``mimo.inputs_per_pass`` (None
-  = N), ``mimo.key_mu`` 0.1, uniform trainable keys, unbinding with bias + ReLU."""
-  fields = _common_fields(config, info, activation="prelu", layout="official",
-                          initial_width=4, isometry_gamma=1e-4)
+  """MIMOConv: PReLU, ``"official"`` layout, initial width 4, isometry gamma 1e-4;
+  ``mimo.n`` channels (N), ``mimo.inputs_per_pass`` (None = N), ``mimo.key_mu``, uniform
+  trainable keys, unbinding with bias + ReLU."""
   model, mimo = config.model, config.mimo
-  if _get(mimo, "m", 1) != 1:
-    raise ValueError(f"mimo.m must be 1 for mimoconv (channels are mimo.n), got {mimo.m!r}")
-  num_channels = _positive_int("mimo.n", _get(mimo, "n", 1))
-  module = MIMOConv(
-      **fields,
-      num_channels=num_channels,
-      inputs_per_pass=_get(mimo, "inputs_per_pass", None) or None,
-      key_init=_choice("model.key_init", _get(model, "key_init", "uniform"), KEY_INITS),
-      trainable_keys=_bool("model.trainable_keys", _get(model, "trainable_keys", True)),
-      unbind_bias_relu=_bool("model.unbind_bias_relu", _get(model, "unbind_bias_relu", True)),
-      key_mu=_non_negative("mimo.key_mu", _get(mimo, "key_mu", 0.1)))
-  module.resolve_inputs_per_pass()
-  return module
+  return MIMOConv(
+      **_common_fields(config, info, **DEFAULTS["mimoconv"]),
+      num_channels=mimo.n,
+      phase=Phase(inputs_per_pass=mimo.inputs_per_pass),
+      key_init=model.key_init,
+      trainable_keys=model.trainable_keys,
+      unbind_bias_relu=model.unbind_bias_relu,
+      key_mu=mimo.key_mu)

@@ -60,13 +60,13 @@ def dense(features: int, fan_in: int, init: str = "torch", residual_scale: float
                   bias_init=nn.initializers.zeros, name=name)
 
 
-def grid_size(m: int, n: int, curriculum: bool) -> tuple[int, int]:
+def grid_size(m: int, n: int, subgrid: bool) -> tuple[int, int]:
   """The grid in use: ``(M, N)``, or the ``(M/2, N/2)`` warm-up sub-grid (App. F.1, ref 2.5).
 
   The reference halves both axes with integer division; an axis of size 1 stays 1 (the
   reference divides by zero there, a case none of its configs reaches).
   """
-  if curriculum:
+  if subgrid:
     return max(1, m // 2), max(1, n // 2)
   return m, n
 
@@ -93,29 +93,6 @@ def feature_map(kernel: str, projection=None, dpfp_nu: int = 1):
   return functools.partial(fn, projection=projection)
 
 
-def scaled_linear_attention(q, k, v, kernel: str, kernel_fn, keys=None, mask=None,
-                            causal: bool = False, superposed_output: bool = False,
-                            exp_temperature: float = 1.0, return_normalisers: bool = False):
-  """FAVOR+ (``keys`` None) or FAVOR+S on the M x N grid of ``keys`` (M, N, D) (Eq. 19),
-  with q and k scaled by ``qk_scale``; ``kernel_fn`` None: FAVOR+S's exact kernel. q, k, v
-  ``(B, L, H, D)``; the output is ``(B, L, H, D)``, or ``(B/M, L, H, D)`` with
-  ``superposed_output``. ``return_normalisers`` (FAVOR+S): also the normalisers of
-  ``ops.favor_s_attention``, ``(B/(MN), N, L, H, M)``."""
-  if keys is None:
-    s = qk_scale(kernel, q.shape[-1], exp_temperature=exp_temperature)
-    return attention_ops.favor_attention(q * s, k * s, v, kernel_fn, mask=mask, causal=causal)
-  m, n = keys.shape[:2]
-  s = qk_scale(kernel, q.shape[-1], m, n, exp_temperature)
-  grid = lambda x: channels.to_grid(x, m, n)
-  out = attention_ops.favor_s_attention(
-      grid(q * s), grid(k * s), grid(v), keys, kernel_fn,
-      mask=None if mask is None else grid(mask), causal=causal,
-      superposed_output=superposed_output, return_normalisers=return_normalisers)
-  out, den = out if return_normalisers else (out, None)
-  out = out.reshape((-1,) + out.shape[2:]) if superposed_output else channels.from_grid(out)
-  return (out, den) if return_normalisers else out
-
-
 def check_group(batch: int, m: int, n: int) -> None:
   """Raises ``ValueError`` unless the batch splits into whole M x N superposition groups."""
   if batch % (m * n):
@@ -126,7 +103,8 @@ def check_group(batch: int, m: int, n: int) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class AttentionSpec:
-  """Static settings of one attention layer (config.model.* and config.mimo.m/n).
+  """Static settings of one attention layer (config.model.* and config.mimo.m/n), validated
+  at the config boundary (``mimojax.train.config``).
 
   attention: "softmax" | "favor" (FAVOR+, Eq. 10) | "favor_s" (FAVOR+S grid, Eq. 19).
   kernel: feature map of favor/favor_s: "relu" (reference), "exp" (positive softmax
@@ -139,10 +117,11 @@ class AttentionSpec:
   attention_dropout: dropout on the softmax attention weights (softmax only, as in the
     reference).
   exact_kernel: favor_s with the exp kernel only: the exact kernel exp(t q~ . k~ / sqrt(D))
-    that the positive features estimate, quadratic in L (``ops.favor_s_attention`` with
-    ``kernel_fn=None``). Not in the paper; the loop uses it for the first
-    ``mimo.exact_kernel_fraction`` of training.
+    that the positive features estimate, quadratic in L (``ops.favor_s_exact_attention``).
+    Not in the paper; a training phase (``mimo.exact_kernel_fraction``).
   m, n: the FAVOR+S grid (favor_s only).
+  subgrid: run FAVOR+S on the [:M/2, :N/2] sub-grid of the same keys (App. F.1 warm-up, a
+    training phase).
   mass_balance: weight of ``ops.bundle_mass_spread`` of this layer's normalisers, sown into
     the "losses" collection during training (att. variant of favor_s only; 0: off). Not in
     the paper.
@@ -167,48 +146,16 @@ class AttentionSpec:
   exact_kernel: bool = False
   m: int = 1
   n: int = 1
+  subgrid: bool = False
   mass_balance: float = 0.0
   reference_padding: bool = False
   init: str = "torch"
   residual_scale: float = 1.0
 
-  def __post_init__(self):
-    if self.attention not in ATTENTIONS:
-      raise ValueError(f"model.attention must be one of {ATTENTIONS}, got {self.attention!r}")
-    if self.kernel not in KERNELS:
-      raise ValueError(f"model.kernel must be one of {KERNELS}, got {self.kernel!r}")
-    if self.init not in INITS:
-      raise ValueError(f"model.init must be one of {INITS}, got {self.init!r}")
-    for name in ("num_heads", "head_dim", "num_features", "dpfp_nu", "m", "n"):
-      value = getattr(self, name)
-      if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        field = f"mimo.{name}" if name in ("m", "n") else f"model.{name}"
-        raise ValueError(f"{field} must be a positive int, got {value!r}")
-    if (isinstance(self.exp_temperature, bool)
-        or not isinstance(self.exp_temperature, (int, float)) or self.exp_temperature <= 0
-        or (self.exp_temperature != 1
-            and (self.kernel != "exp" or self.attention == "softmax"))):
-      raise ValueError(
-          f"model.exp_temperature: allowed values are numbers > 0 with model.kernel = 'exp' "
-          f"and model.attention in ('favor', 'favor_s'), else 1; got {self.exp_temperature!r}"
-          f" with kernel {self.kernel!r}, attention {self.attention!r}")
-    if not 0.0 <= self.attention_dropout < 1.0:
-      raise ValueError(
-          f"model.attention_dropout must be in [0, 1), got {self.attention_dropout!r}")
-    if (isinstance(self.mass_balance, bool) or not isinstance(self.mass_balance, (int, float))
-        or self.mass_balance < 0 or (self.mass_balance and self.attention != "favor_s")):
-      raise ValueError(
-          f"mimo.mass_balance: allowed values are numbers >= 0, > 0 only with "
-          f"model.attention = 'favor_s'; got {self.mass_balance!r} with attention "
-          f"{self.attention!r}")
-    if self.exact_kernel and (self.attention, self.kernel) != ("favor_s", "exp"):
-      raise ValueError(
-          f"mimo.exact_kernel_fraction > 0 needs model.attention = 'favor_s' and "
-          f"model.kernel = 'exp'; got {self.attention!r}, {self.kernel!r}")
-    if self.attention != "favor_s" and (self.m, self.n) != (1, 1):
-      raise ValueError(
-          f"mimo.m x mimo.n = {self.m} x {self.n} needs model.attention = 'favor_s', "
-          f"got {self.attention!r}")
+  @property
+  def grid(self) -> tuple[int, int]:
+    """The grid in use: (M, N), or the (M/2, N/2) warm-up sub-grid with ``subgrid``."""
+    return grid_size(self.m, self.n, self.subgrid)
 
 
 def softmax_weights_dropout(weights, rate: float, rng):
@@ -217,16 +164,68 @@ def softmax_weights_dropout(weights, rate: float, rng):
   return jnp.where(keep, weights / (1.0 - rate), 0.0)
 
 
+def attention_op(spec: AttentionSpec, projection=None, binding_keys=None,
+                 superposed_output: bool = False, dropout_fn=None):
+  """``attend(q, k, v, mask=None)`` of a layer with ``spec`` for its projected q, k, v
+  ``(B, L, H, D)``: the attention the module computes, with its scaling (``qk_scale``) and
+  frozen constants (``projection`` (R, D) of relu/exp features, ``binding_keys`` (M, N, D)
+  of FAVOR+S, cut to ``spec.grid``). Returns ``(B, L, H, D)``, or ``(B/M, L, H, D)`` with
+  ``superposed_output`` (att.+MLP, Eq. 68). ``dropout_fn``: softmax weight dropout."""
+  if spec.attention == "softmax":
+    return functools.partial(attention_ops.softmax_attention, causal=spec.causal,
+                             dropout_fn=dropout_fn)
+  kernel_fn = feature_map(spec.kernel, projection, spec.dpfp_nu)
+  if spec.attention == "favor":
+    s = qk_scale(spec.kernel, spec.head_dim, exp_temperature=spec.exp_temperature)
+    return lambda q, k, v, mask=None: attention_ops.favor_attention(
+        q * s, k * s, v, kernel_fn, mask=mask, causal=spec.causal)
+  m, n = spec.grid
+  keys = binding_keys[:m, :n]
+  s = qk_scale(spec.kernel, spec.head_dim, m, n, spec.exp_temperature)
+  grid = lambda x: None if x is None else channels.to_grid(x, m, n)
+  if spec.exact_kernel:
+    op = attention_ops.favor_s_exact_attention
+  else:
+    op = functools.partial(attention_ops.favor_s_attention, kernel_fn=kernel_fn)
+
+  def attend(q, k, v, mask=None):
+    check_group(q.shape[0], m, n)
+    out = op(grid(q * s), grid(k * s), grid(v), keys, mask=grid(mask), causal=spec.causal,
+             superposed_output=superposed_output)
+    return out.reshape((-1,) + out.shape[2:]) if superposed_output else channels.from_grid(out)
+  return attend
+
+
+def normalisers_op(spec: AttentionSpec, projection=None, binding_keys=None):
+  """``normalisers(q, k, mask=None)`` of a FAVOR+S layer (att. variant): the ``B^(m,n)`` of
+  every query row, ``(B/(MN), N, L, H, M)`` (``ops.favor_s_normalisers``), for projected q, k
+  ``(B, L, H, D)``; arguments as :func:`attention_op`."""
+  m, n = spec.grid
+  keys = binding_keys[:m, :n]
+  s = qk_scale(spec.kernel, spec.head_dim, m, n, spec.exp_temperature)
+  grid = lambda x: None if x is None else channels.to_grid(x, m, n)
+  if spec.exact_kernel:
+    op = attention_ops.favor_s_exact_normalisers
+  else:
+    op = functools.partial(attention_ops.favor_s_normalisers,
+                           kernel_fn=feature_map(spec.kernel, projection, spec.dpfp_nu))
+  return lambda q, k, mask=None: op(grid(q * s), grid(k * s), keys, mask=grid(mask),
+                                    causal=spec.causal)
+
+
 class MultiHeadAttention(nn.Module):
-  """Pre-projected multi-head attention of the MIMOFormer layer (reference 2.1-2.4).
+  """Pre-projected multi-head attention of the MIMOFormer layer (official code,
+  IBM/multiple-input-multiple-output-nets: ``MIMOFormer/code/attention.py``,
+  ``attention_performer.py``, ``attention_mimoformer.py``).
 
   ``W_q, W_k, W_v``: Dense E -> H*D with bias, split into heads; the attention of
-  ``spec.attention``; heads concatenated; ``W_o``: Dense H*D -> ``out_dim``.
+  ``spec.attention`` (:func:`attention_op`); heads concatenated; ``W_o``: Dense H*D ->
+  ``out_dim``.
 
-  * favor (Performer, ref 2.2): q and k are divided by D^(1/4) before the feature map,
-    which applies its own D^(-1/4) (effective D^(-1/2)); v unscaled.
-  * favor_s (ref 2.3): q and k are divided by s = (sqrt(D)*M*N)^(1/2), v unscaled. Keys
-    ``a`` (M, N, D) bipolar, one set per layer shared by all heads. ``curriculum`` uses the
+  * favor (Performer): q and k are divided by D^(1/4) before the feature map, which
+    applies its own D^(-1/4) (effective D^(-1/2)); v unscaled.
+  * favor_s: q and k are divided by s = (sqrt(D)*M*N)^(1/2), v unscaled. Keys ``a`` (M, N,
+    D) bipolar, one set per layer shared by all heads. ``spec.subgrid`` uses the
     ``[:M/2, :N/2]`` sub-grid of the same keys and s with (M/2)(N/2) (App. F.1).
     ``superposed_output`` returns the att.+MLP output (Eq. 68): ``(B/M, L, out_dim)``,
     row ``g*N + n`` holding the still-bound superposition over m of column n.
@@ -235,15 +234,22 @@ class MultiHeadAttention(nn.Module):
   once by ``ops.gaussian_orthogonal_matrix`` and shared by all heads; ``binding_keys``
   (M, N, D) for favor_s. Both come from the "constants" rng at init (flax falls back to
   the "params" rng when no "constants" rng is given).
+
+  Sown for analysis (collection "intermediates", stored only when the caller makes it
+  mutable): ``q`` and ``k``, the projected ``(B, L, H, D)`` queries and keys that
+  :func:`attention_op` takes, and for FAVOR+S att. the ``normalisers`` of
+  :func:`normalisers_op`. With ``spec.mass_balance`` > 0, training sows
+  ``mass_balance * ops.bundle_mass_spread(normalisers)`` into "losses".
   """
 
   spec: AttentionSpec
   out_dim: int
   superposed_output: bool = False
-  curriculum: bool = False
 
   def _projection(self, train: bool):
     spec = self.spec
+    if spec.attention == "softmax" or spec.kernel == "dpfp":
+      return None
     stored = self.variable(
         CONSTANTS, "projection",
         lambda: attention_ops.gaussian_orthogonal_matrix(
@@ -253,62 +259,40 @@ class MultiHeadAttention(nn.Module):
           self.make_rng("features"), spec.num_features, spec.head_dim)
     return stored
 
-  def _kernel_fn(self, train: bool):
+  def _binding_keys(self):
     spec = self.spec
-    projection = None if spec.kernel == "dpfp" else self._projection(train)
-    return feature_map(spec.kernel, projection, spec.dpfp_nu)
-
-  def _softmax(self, q, k, v, mask, train: bool):
-    spec = self.spec
-    if spec.attention_dropout == 0.0 or not train:
-      return attention_ops.softmax_attention(q, k, v, mask=mask, causal=spec.causal)
-    dropout_fn = functools.partial(
-        softmax_weights_dropout, rate=spec.attention_dropout, rng=self.make_rng("dropout"))
-    return attention_ops.softmax_attention(
-        q, k, v, mask=mask, causal=spec.causal, dropout_fn=dropout_fn)
-
-  def _favor(self, q, k, v, mask, train: bool):
-    return scaled_linear_attention(q, k, v, self.spec.kernel, self._kernel_fn(train),
-                                   mask=mask, causal=self.spec.causal,
-                                   exp_temperature=self.spec.exp_temperature)
-
-  def _favor_s(self, q, k, v, mask, train: bool):
-    """FAVOR+S on the grid (ref 2.3 steps 1-7; Eq. 19, 67, 68)."""
-    spec = self.spec
-    keys = self.variable(
+    if spec.attention != "favor_s":
+      return None
+    return self.variable(
         CONSTANTS, "binding_keys",
         lambda: binding.rademacher_keys(
             self.make_rng(CONSTANTS), (spec.m, spec.n, spec.head_dim))).value
-    m, n = grid_size(spec.m, spec.n, self.curriculum)
-    check_group(q.shape[0], m, n)
+
+  def _dropout_fn(self, train: bool):
+    rate = self.spec.attention_dropout
+    if self.spec.attention != "softmax" or rate == 0.0 or not train:
+      return None
+    return functools.partial(softmax_weights_dropout, rate=rate, rng=self.make_rng("dropout"))
+
+  def _sow_normalisers(self, q, k, mask, projection, keys, train: bool):
+    """FAVOR+S att.: the normalisers for analysis and the mass-balance loss term, computed
+    only when one of them is wanted."""
+    spec = self.spec
+    if spec.attention != "favor_s" or self.superposed_output:
+      return
     balance = bool(spec.mass_balance) and train and not self.is_initializing()
-    kernel_fn = None if spec.exact_kernel else self._kernel_fn(train)
-    out = scaled_linear_attention(
-        q, k, v, spec.kernel, kernel_fn, keys[:m, :n], mask=mask,
-        causal=spec.causal, superposed_output=self.superposed_output,
-        exp_temperature=spec.exp_temperature, return_normalisers=balance)
-    if not balance:
-      return out
-    out, den = out
-    self.sow(LOSSES, "mass_balance", spec.mass_balance * attention_ops.bundle_mass_spread(den))
-    return out
+    if not (balance or self.is_mutable_collection("intermediates")):
+      return
+    den = normalisers_op(spec, projection, keys)(q, k, mask)
+    self.sow("intermediates", "normalisers", den)
+    if balance:
+      self.sow(LOSSES, "mass_balance",
+               spec.mass_balance * attention_ops.bundle_mass_spread(den))
 
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool):
     """``x`` (B, L, E), ``mask`` (B, L) or None -> (B, L, out_dim) (or (B/M, ...))."""
     spec = self.spec
-    if self.superposed_output and spec.attention != "favor_s":
-      raise ValueError(
-          f"superposed_output (mimo.variant = 'att_mlp') needs model.attention = 'favor_s', "
-          f"got {spec.attention!r}")
-    if self.superposed_output and spec.mass_balance:
-      raise ValueError(
-          "mimo.mass_balance > 0 is not supported with mimo.variant = 'att_mlp' (one summed "
-          "normaliser, Eq. 68); allowed: mimo.variant = 'att' or mimo.mass_balance = 0")
-    if self.superposed_output and self.curriculum:
-      raise ValueError(
-          "curriculum (mimo.curriculum_fraction > 0) is not supported with "
-          "mimo.variant = 'att_mlp'; allowed: mimo.variant = 'att'")
     if mask is not None and mask.shape != x.shape[:2]:
       raise ValueError(f"mask shape {mask.shape} must equal inputs' (B, L) = {x.shape[:2]}")
     heads = spec.num_heads * spec.head_dim
@@ -318,7 +302,13 @@ class MultiHeadAttention(nn.Module):
     if spec.reference_padding and spec.attention != "softmax" and mask is not None:
       real = mask[..., None, None].astype(k.dtype)
       k, v, mask = k * real, v * real, None
-    attend = {"softmax": self._softmax, "favor": self._favor, "favor_s": self._favor_s}
-    out = attend[spec.attention](q, k, v, mask, train)
+    self.sow("intermediates", "q", q)
+    self.sow("intermediates", "k", k)
+    keys = self._binding_keys()  # drawn before the projection, as at every earlier init
+    projection = self._projection(train)
+    attend = attention_op(spec, projection, keys, self.superposed_output,
+                          self._dropout_fn(train))
+    out = attend(q, k, v, mask)
+    self._sow_normalisers(q, k, mask, projection, keys, train)
     out = out.reshape(out.shape[:-2] + (heads,))
     return dense(self.out_dim, heads, spec.init, spec.residual_scale, name="out")(out)

@@ -86,7 +86,6 @@ class EncoderBlock(nn.Module):
   spec: AttentionSpec
   mlp_dim: int
   dropout: float = 0.0
-  curriculum: bool = False
   activation: str = "relu"
 
   def _mlp(self):
@@ -95,8 +94,7 @@ class EncoderBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool):
-    attention = MultiHeadAttention(
-        self.spec, out_dim=x.shape[-1], curriculum=self.curriculum, name="attention")
+    attention = MultiHeadAttention(self.spec, out_dim=x.shape[-1], name="attention")
     h = attention(layer_norm("norm_attention")(x), mask, train=train)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
     return x + self._mlp()(layer_norm("norm_mlp")(x), train=train)
@@ -137,16 +135,12 @@ class SuperposedEncoderBlock(EncoderBlock):
   3. retrieve: X_{m,n} = X2_n (.) e_{m,n} -> B rows.
 
   ``e`` ("constants"/"embedding_keys", (M, N, E), bipolar) is a second key set, separate
-  from the attention's head-dim keys a. The curriculum is not supported (as in the
-  reference): ``curriculum=True`` raises ``ValueError``. Fields as :class:`EncoderBlock`.
+  from the attention's head-dim keys a. It has no sub-grid warm-up (as in the official
+  code; the config boundary rejects one). Fields as :class:`EncoderBlock`.
   """
 
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool):
-    if self.curriculum:
-      raise ValueError(
-          "curriculum (mimo.curriculum_fraction > 0) is not supported with "
-          "mimo.variant = 'att_mlp'; allowed: mimo.variant = 'att'")
     spec = self.spec
     check_group(x.shape[0], spec.m, spec.n)
     embed_dim = x.shape[-1]

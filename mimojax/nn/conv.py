@@ -37,11 +37,6 @@ SRELU_INIT = -1.0
 conv_kernel_init = nn.initializers.variance_scaling(2.0, "fan_out", "normal")
 
 
-def _choice(name: str, value, allowed) -> None:
-  if value not in allowed:
-    raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
-
 def torch_bias_init(fan_in: int) -> Callable:
   """PyTorch's default bias init U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
   bound = 1.0 / math.sqrt(fan_in)
@@ -86,7 +81,6 @@ class Activation(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    _choice("activation", self.kind, ACTIVATIONS)
     if self.kind == "relu":
       return nn.relu(x)
     channels = (x.shape[-1],)
@@ -152,7 +146,6 @@ class BasicBlock(nn.Module):
 
   @nn.compact
   def __call__(self, x, *, use_batch_stats: bool, update_stats: bool):
-    _choice("layout", self.layout, LAYOUTS)
     norm = dict(use_batch_stats=use_batch_stats, update_stats=update_stats)
     pre = Activation(self.activation, self.activation_init, name="act1")(
         BatchNorm(name="bn1")(x, **norm))
@@ -173,7 +166,6 @@ class BasicBlock(nn.Module):
 def key_initializer(kind: str) -> Callable:
   """Binding-key init for keys ``(N, C)``: ``"uniform"`` U(+-1/sqrt(C)) (official code,
   torch ``Conv1d`` default) or ``"gaussian"`` N(0, 1/C) (paper Sec. 3, App. A.1)."""
-  _choice("key_init", kind, KEY_INITS)
   if kind == "gaussian":
     return lambda rng, shape: ops.gaussian_keys(rng, shape)
 

@@ -1,8 +1,9 @@
 """Pure jax.numpy maths of computation in superposition (no flax): DESIGN.md section 3."""
 
 from mimojax.ops.attention import (bundle_mass_spread, dpfp_kernel, exp_kernel, favor_attention,
-                                   favor_s_attention, gaussian_orthogonal_matrix, relu_kernel,
-                                   softmax_attention)
+                                   favor_s_attention, favor_s_exact_attention,
+                                   favor_s_exact_normalisers, favor_s_normalisers,
+                                   gaussian_orthogonal_matrix, relu_kernel, softmax_attention)
 from mimojax.ops.binding import (gaussian_keys, hrr_bind, hrr_unbind, key_orthonormality_penalty,
                                  map_bind, map_unbind, mbat_unbind, rademacher_keys, superpose)
 from mimojax.ops.channels import assign_channels, from_grid, merge_replicas, to_grid

@@ -311,8 +311,61 @@ def _bundle(x, keys, real, over_m):
   return jnp.moveaxis(sum(terms[1:], terms[0]), -2, -4)
 
 
-def favor_s_attention(q, k, v, keys, kernel_fn: Callable | None, mask=None, causal=False,
-                      superposed_output=False, return_normalisers=False):
+def _favor_s(q, k, v, keys, mix, mask, causal, superposed_output):
+  """``(num, den)`` of FAVOR+S on the grid (:func:`favor_s_attention` describes the maths):
+  ``num`` ``(..., N, L, H, D)`` holds ``S_n``, ``den`` ``(..., N, L, H, M)`` the ``B^(m,n)``
+  (``(..., N, L, H, 1)``, their sum over m, with ``superposed_output``), both divided by a
+  common factor per query row. ``mix`` is :func:`_linear_attention` with a feature map or
+  :func:`_exact_kernel_attention`: ``mix(q_bundled, k_bundled, values, causal, key_real)``."""
+  _check_grid(q, k, v, keys, mask)
+  num_m, dim = q.shape[-5], q.shape[-1]
+  keys = keys.astype(q.dtype)
+  real = None if mask is None else mask[..., None, None].astype(q.dtype)  # (..., M, N, L, 1, 1)
+  q_bundled = _bundle(q, keys, None, over_m=True)  # (..., H, N, L, D)
+  k_bundled = _bundle(k, keys, real, over_m=False)  # (..., H, M, L, D)
+  v_bundled = _bundle(v, keys, real, over_m=False)  # (..., H, M, L, D)
+  if superposed_output:
+    norm_cols = jnp.ones(v_bundled.shape[:-1] + (1,), v_bundled.dtype)
+  else:
+    norm_cols = jnp.broadcast_to(jnp.eye(num_m, dtype=v_bundled.dtype)[:, None, :],
+                                 v_bundled.shape[:-1] + (num_m,))
+  values = jnp.concatenate([v_bundled, norm_cols], axis=-1)  # (..., H, M, L, D + cols)
+  key_real = None if mask is None else jnp.any(mask, axis=-2)  # (..., M, L)
+  if key_real is not None:  # a bundle padded in every channel leaves A and all C_m untouched
+    values = values * key_real[..., None, :, :, None].astype(values.dtype)
+  res = mix(q_bundled, k_bundled, values, causal, key_real)  # (..., H, N, L, D + cols)
+  res = jnp.moveaxis(res, -4, -2)  # (..., N, L, H, D + cols)
+  return _rescaled(res[..., :dim], res[..., dim:])
+
+
+def _feature_mix(kernel_fn):
+  """:func:`_linear_attention` on the features ``kernel_fn`` gives the bundles."""
+  def mix(q_bundled, k_bundled, values, causal, key_real):
+    del key_real  # padded bundle positions already carry zero values and normalisers
+    phi_q = _features(kernel_fn, q_bundled, is_query=True)
+    phi_k = _features(kernel_fn, k_bundled, is_query=False)
+    return _linear_attention(phi_q, phi_k, values, causal)
+  return mix
+
+
+def _unbound_outputs(num, den, keys, superposed_output):
+  """Eq. 67 (``S_n * a[m,n] / B^(m,n)``, ``(..., M, N, L, H, D)``) or, with
+  ``superposed_output``, Eq. 68 (``S_n / sum_m B^(m,n)``, ``(..., N, L, H, D)``)."""
+  if superposed_output:
+    return num * _safe_reciprocal(den)
+  num_m, dim = den.shape[-1], num.shape[-1]
+  keys = keys.astype(num.dtype)
+  # Same product with L and H merged (one axis fewer): XLA CPU's YNNPACK reduce fusion
+  # (jaxlib 0.10.2) segfaults on the gradient's sum over M when this tensor has rank 7
+  # and a unit axis (vmap over seeds with H = 1).
+  flat = num.shape[:-3] + (-1,)
+  inv_den = jnp.moveaxis(_safe_reciprocal(den).reshape(flat + (num_m,)), -1, -3)  # (..., M, N, LH)
+  out = num.reshape(flat + (dim,))[..., None, :, :, :] * inv_den[..., None] * keys[:, :, None, :]
+  return out.reshape(out.shape[:-2] + num.shape[-3:])
+
+
+def favor_s_attention(q, k, v, keys, kernel_fn: Callable, mask=None, causal=False,
+                      superposed_output=False):
   """FAVOR+S attention in superposition on an M x N grid (Eq. 19, App. C.3).
 
   Channel ``(m, n)`` is bound to the bipolar key ``a[m, n]`` (Eq. 11). Queries are bundled
@@ -334,63 +387,44 @@ def favor_s_attention(q, k, v, keys, kernel_fn: Callable | None, mask=None, caus
   Args:
     q, k, v: ``(..., M, N, L, H, D)``.
     keys: ``(M, N, D)`` bipolar binding keys.
-    kernel_fn: feature map, as for :func:`favor_attention`; None: the exact kernel
-      ``exp(q~ . k~ / sqrt(D))`` that ``exp_kernel`` features estimate, in place of
-      ``Phi_q[n] . Phi_k[m]`` (quadratic in L; not in the paper, see
-      ``mimo.exact_kernel_fraction``).
+    kernel_fn: feature map, as for :func:`favor_attention`.
     mask: optional ``(..., M, N, L)`` bool, True = real token. Keys and values are zeroed at
       padded positions before binding; a bundled key position that is padding in every
       channel of its bundle (all n of row m) contributes nothing to ``A`` or to any
       normaliser. Padded queries are still bundled (as in the official code).
     causal: prefix sums over ``j <= i``.
     superposed_output: att.+MLP normalisation (see above).
-    return_normalisers: att. variant only; also return the normalisers ``B^(m,n)`` of every
-      query row, ``(..., N, L, H, M)``, each row divided by a common factor (their ratios
-      are exact).
 
   With M = N = 1 and keys of ones this equals :func:`favor_attention` (also with a mask).
   """
-  _check_grid(q, k, v, keys, mask)
-  if return_normalisers and superposed_output:
-    raise ValueError("return_normalisers needs the att. variant (superposed_output=False)")
-  num_m, dim = q.shape[-5], q.shape[-1]
-  keys = keys.astype(q.dtype)
-  real = None if mask is None else mask[..., None, None].astype(q.dtype)  # (..., M, N, L, 1, 1)
-  q_bundled = _bundle(q, keys, None, over_m=True)  # (..., H, N, L, D)
-  k_bundled = _bundle(k, keys, real, over_m=False)  # (..., H, M, L, D)
-  v_bundled = _bundle(v, keys, real, over_m=False)  # (..., H, M, L, D)
-  if superposed_output:
-    norm_cols = jnp.ones(v_bundled.shape[:-1] + (1,), v_bundled.dtype)
-  else:
-    norm_cols = jnp.broadcast_to(jnp.eye(num_m, dtype=v_bundled.dtype)[:, None, :],
-                                 v_bundled.shape[:-1] + (num_m,))
-  values = jnp.concatenate([v_bundled, norm_cols], axis=-1)  # (..., H, M, L, D + cols)
-  key_real = None if mask is None else jnp.any(mask, axis=-2)  # (..., M, L)
-  if key_real is not None:  # a bundle padded in every channel leaves A and all C_m untouched
-    values = values * key_real[..., None, :, :, None].astype(values.dtype)
-  if kernel_fn is None:
-    res = _exact_kernel_attention(q_bundled, k_bundled, values, causal, key_real)
-  else:
-    phi_q = _features(kernel_fn, q_bundled, is_query=True)
-    phi_k = _features(kernel_fn, k_bundled, is_query=False)
-    res = _linear_attention(phi_q, phi_k, values, causal)  # (..., H, N, L, D + cols)
-  res = jnp.moveaxis(res, -4, -2)  # (..., N, L, H, D + cols)
-  num, den = _rescaled(res[..., :dim], res[..., dim:])
-  if superposed_output:
-    return num * _safe_reciprocal(den)
-  # Same product with L and H merged (one axis fewer): XLA CPU's YNNPACK reduce fusion
-  # (jaxlib 0.10.2) segfaults on the gradient's sum over M when this tensor has rank 7
-  # and a unit axis (vmap over seeds with H = 1).
-  flat = num.shape[:-3] + (-1,)
-  inv_den = jnp.moveaxis(_safe_reciprocal(den).reshape(flat + (num_m,)), -1, -3)  # (..., M, N, LH)
-  out = num.reshape(flat + (dim,))[..., None, :, :, :] * inv_den[..., None] * keys[:, :, None, :]
-  out = out.reshape(out.shape[:-2] + num.shape[-3:])
-  return (out, den) if return_normalisers else out
+  num, den = _favor_s(q, k, v, keys, _feature_mix(kernel_fn), mask, causal, superposed_output)
+  return _unbound_outputs(num, den, keys, superposed_output)
+
+
+def favor_s_exact_attention(q, k, v, keys, mask=None, causal=False, superposed_output=False):
+  """:func:`favor_s_attention` with the exact kernel ``exp(q~ . k~ / sqrt(D))`` that
+  :func:`exp_kernel` features estimate in place of ``Phi_q[n] . Phi_k[m]`` (Eq. 12, Eq. 20
+  for bundles); quadratic in L. Not in the paper: ``mimo.exact_kernel_fraction`` trains the
+  first steps with it. Arguments and outputs as :func:`favor_s_attention`."""
+  num, den = _favor_s(q, k, v, keys, _exact_kernel_attention, mask, causal, superposed_output)
+  return _unbound_outputs(num, den, keys, superposed_output)
+
+
+def favor_s_normalisers(q, k, keys, kernel_fn: Callable, mask=None, causal=False):
+  """The normalisers ``B^(m,n)`` of Eq. 62/63 (att. variant) of every query row of
+  :func:`favor_s_attention`: ``(..., N, L, H, M)``, each row divided by a common factor (their
+  ratios are exact). q, k, keys, kernel_fn, mask as :func:`favor_s_attention`."""
+  return _favor_s(q, k, k, keys, _feature_mix(kernel_fn), mask, causal, False)[1]
+
+
+def favor_s_exact_normalisers(q, k, keys, mask=None, causal=False):
+  """:func:`favor_s_normalisers` of :func:`favor_s_exact_attention`."""
+  return _favor_s(q, k, k, keys, _exact_kernel_attention, mask, causal, False)[1]
 
 
 def bundle_mass_spread(normalisers):
   """Mean over query rows of ``Var_m log B^(m,n)``: how unevenly the key bundles share a query
-  bundle's kernel mass. ``normalisers`` ``(..., M)`` as :func:`favor_s_attention` returns them
+  bundle's kernel mass. ``normalisers`` ``(..., M)`` as :func:`favor_s_normalisers` returns them
   (``B^(m,n)`` of Eq. 62/63 in the last axis); 0 when every bundle holds the same mass, and
   invariant to a common factor per row. Not in the paper: the optional regulariser
   ``mimo.mass_balance`` against a key bundle starved of mass, whose channel then outputs

@@ -26,7 +26,6 @@ _KERNELS = {
     "relu": lambda p: functools.partial(attention.relu_kernel, projection=p),
     "exp": lambda p: functools.partial(attention.exp_kernel, projection=p),
     "dpfp": lambda p: attention.dpfp_kernel,
-    "exact": lambda p: None,  # FAVOR+S only: the exact softmax kernel
 }
 
 
@@ -37,7 +36,12 @@ def _favor(q, k, v, p, mask=None, *, kernel="relu", causal=False):
 
 @functools.partial(_jit, static_argnames=("kernel", "causal"))
 def _favor_s(q, k, v, keys, p, mask=None, *, kernel="relu", causal=False):
-  """(att. output, superposed output) in one program."""
+  """(att. output, superposed output) in one program; kernel "exact":
+  ``favor_s_exact_attention``."""
+  if kernel == "exact":
+    return tuple(attention.favor_s_exact_attention(q, k, v, keys, mask=mask, causal=causal,
+                                                   superposed_output=superposed)
+                 for superposed in (False, True))
   return tuple(attention.favor_s_attention(q, k, v, keys, _KERNELS[kernel](p), mask=mask,
                                            causal=causal, superposed_output=superposed)
                for superposed in (False, True))
@@ -389,7 +393,8 @@ def test_favor_s_reduces_to_favor_with_ones_keys(causal, kernel):
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("masked", [False, True])
 def test_favor_s_exact_kernel_matches_explicit_loops(causal, masked):
-  """kernel_fn None: Eq. 19 / 67 / 68 with W = exp(q~ k~^T / sqrt(D)) in place of features."""
+  """favor_s_exact_attention: Eq. 19 / 67 / 68 with W = exp(q~ k~^T / sqrt(D)) in place of
+  features."""
   q, k, v, keys = _grid_inputs(15, m=3, n=2)
   q, k = 0.3 * q, 0.3 * k  # bundled scores of a few units, as after training's scaling
   mask = None
@@ -457,27 +462,26 @@ def test_favor_s_normaliser_identity(causal):
 
 
 @pytest.mark.parametrize("causal", [False, True])
-def test_favor_s_returned_normalisers_and_mass_spread(causal):
-  """return_normalisers gives B^(m,n) per query row up to a common row factor, the output
-  unchanged; bundle_mass_spread is the row mean of Var_m log B^(m,n)."""
+def test_favor_s_normalisers_and_mass_spread(causal):
+  """favor_s_normalisers gives B^(m,n) per query row up to a common row factor, and
+  favor_s_exact_normalisers those of the exact kernel; bundle_mass_spread is the row mean of
+  Var_m log B^(m,n)."""
   q, k, v, keys = _grid_inputs(51, m=3, n=2)
   mask = _mask(3, q.shape[:-2])
   p = _projection(6, 16, 8)
-  _, _, _, b_ref = _np_favor_s(q, k, v, keys, lambda x: _np_relu_features(x, p), mask, causal)
   fn = _KERNELS["relu"](p)
-  out, den = _jit(functools.partial(attention.favor_s_attention, kernel_fn=fn, mask=mask,
-                                    causal=causal, return_normalisers=True))(q, k, v, keys)
-  np.testing.assert_array_equal(out, _favor_s(q, k, v, keys, p, mask, causal=causal)[0])
-  b_rows = np.moveaxis(b_ref, 1, -1)  # (G, N, L, H, M)
-  assert den.shape == b_rows.shape
-  ratio = np.asarray(den, np.float64) / b_rows
-  np.testing.assert_allclose(ratio, np.broadcast_to(ratio[..., :1], ratio.shape), rtol=RTOL)
+  for normalisers, kernel in (
+      (functools.partial(attention.favor_s_normalisers, kernel_fn=fn), lambda x: _np_relu_features(x, p)),
+      (attention.favor_s_exact_normalisers, None)):
+    _, _, _, b_ref = _np_favor_s(q, k, v, keys, kernel, mask, causal)
+    den = _jit(functools.partial(normalisers, mask=mask, causal=causal))(q, k, keys)
+    b_rows = np.moveaxis(b_ref, 1, -1)  # (G, N, L, H, M)
+    assert den.shape == b_rows.shape
+    ratio = np.asarray(den, np.float64) / b_rows
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[..., :1], ratio.shape), rtol=RTOL)
   spread = float(attention.bundle_mass_spread(den))
   np.testing.assert_allclose(spread, np.mean(np.var(np.log(b_rows), axis=-1)), rtol=1e-4)
   assert float(attention.bundle_mass_spread(jnp.full((4, 3), 2.5))) == 0.0
-  with pytest.raises(ValueError, match="return_normalisers"):
-    attention.favor_s_attention(q, k, v, keys, fn, superposed_output=True,
-                                return_normalisers=True)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -566,11 +570,11 @@ def test_gradients_are_finite():
     total += jnp.sum(attention.favor_attention(flat(q), flat(k), flat(v), _KERNELS["relu"](p),
                                                mask=flat(mask), causal=True)**2)
     for kernel, causal, superposed in [("relu", True, False), ("relu", False, True),
-                                       ("exp", False, False), ("dpfp", False, False),
-                                       ("exact", True, False)]:
+                                       ("exp", False, False), ("dpfp", False, False)]:
       total += jnp.sum(attention.favor_s_attention(
           q, k, v, keys, _KERNELS[kernel](p), mask=mask, causal=causal,
           superposed_output=superposed)**2)
+    total += jnp.sum(attention.favor_s_exact_attention(q, k, v, keys, mask=mask, causal=True)**2)
     return total
 
   for grad in _jit(jax.grad(loss, argnums=(0, 1, 2)))(q, k, v):
