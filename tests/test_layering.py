@@ -12,7 +12,7 @@ ALLOWED = {
     "nn": {"ops"},
     "models": {"ops", "nn"},
     "data": set(),
-    "configs": set(),
+    "configs": {"train"},
     "train": {"ops", "nn", "models", "data"},
     "main": {"train"},
 }

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import ml_collections
 
+from mimojax.train.config import divisors
+
 CONV_MODELS = ("wide_resnet", "wide_isonet", "mimoconv")
 OFFICIAL_DECAY_EXEMPT = r"(^|/)(slope|threshold)$"
 PAPER_DECAY_EXEMPT = r"(^|/)(slope|threshold)$|^(bind|unbind)/"
-
-
-def divisors(n: int) -> tuple[int, ...]:
-  return tuple(d for d in range(1, n + 1) if n % d == 0)
 
 
 def apply_recipe(c: ml_collections.ConfigDict, *, model: str, n: int, dynamic: bool,

@@ -1,8 +1,11 @@
-"""Whole networks and the explicit name -> constructor table (DESIGN.md section 1).
+"""Whole networks and the explicit name -> constructor table.
 
-Each constructor takes ``(config, info)`` (the full ml_collections config and the data's
-``DataInfo``) and returns a ``flax.linen.Module``.
+Each constructor takes ``(config, info)`` (a validated ``mimojax.train.config.Config`` and
+the data's ``DataInfo``) and returns a ``flax.linen.Module`` with a ``phase`` field
+(``models.Phase``): ``model.clone(phase=p)`` is the network as phase ``p`` runs it.
 """
+
+from mimojax.models.phase import Phase
 
 from mimojax.models.transformer import transformer
 from mimojax.models.wide_resnet import mimoconv
@@ -19,7 +22,4 @@ MODELS = {
 
 def build_model(config, info):
   """The module named by ``config.model.name`` (a key of :data:`MODELS`)."""
-  name = config.model.name
-  if name not in MODELS:
-    raise ValueError(f"model.name must be one of {sorted(MODELS)}, got {name!r}")
-  return MODELS[name](config, info)
+  return MODELS[config.model.name](config, info)

@@ -166,6 +166,8 @@ class BasicBlock(nn.Module):
 def key_initializer(kind: str) -> Callable:
   """Binding-key init for keys ``(N, C)``: ``"uniform"`` U(+-1/sqrt(C)) (official code,
   torch ``Conv1d`` default) or ``"gaussian"`` N(0, 1/C) (paper Sec. 3, App. A.1)."""
+  if kind not in KEY_INITS:
+    raise ValueError(f"key_init={kind!r} is not allowed; choose from {list(KEY_INITS)}")
   if kind == "gaussian":
     return lambda rng, shape: ops.gaussian_keys(rng, shape)
 

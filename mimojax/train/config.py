@@ -19,8 +19,9 @@ import typing
 
 from mimojax import data as data_lib
 from mimojax import models
-from mimojax.models import transformer as transformer_lib
-from mimojax.models import wide_resnet
+from mimojax.models.transformer import HEAD_TASKS, HEADS, POOLINGS, VARIANTS
+from mimojax.models.wide_resnet import DEFAULTS as CONV_DEFAULTS
+from mimojax.models.wide_resnet import stage_sizes_for_depth
 from mimojax.nn import attention as attention_lib
 from mimojax.nn import blocks
 from mimojax.nn import conv
@@ -335,6 +336,8 @@ def _validate_run(config: Config) -> None:
   if train.mixup_alpha > 0:
     choose("data.name (train.mixup_alpha > 0 needs an image dataset)", config.data.name,
            data_lib.images.IMAGE_DATASETS)
+  in_range("mimo.m", config.mimo.m, 1)
+  in_range("mimo.n", config.mimo.n, 1)
   if config.seeds.num % config.mesh.seed:
     raise ValueError(f"seeds.num={config.seeds.num} must be divisible by "
                      f"mesh.seed={config.mesh.seed}")
@@ -361,13 +364,13 @@ def _validate_opt(opt: OptConfig) -> None:
 
 
 def _validate_transformer(model: ModelConfig, mimo: MimoConfig) -> None:
-  choose("model.head", model.head, transformer_lib.HEADS)
+  choose("model.head", model.head, HEADS)
   choose("model.attention", model.attention, attention_lib.ATTENTIONS)
   choose("model.kernel", model.kernel, attention_lib.KERNELS)
   choose("model.init", model.init, attention_lib.INITS)
   choose("model.activation", model.activation or "relu", tuple(blocks.MLP_ACTIVATIONS))
   if model.head != "lm":
-    choose("model.pooling", model.pooling, transformer_lib.POOLINGS)
+    choose("model.pooling", model.pooling, POOLINGS)
   for name in ("num_layers", "num_heads", "head_dim", "num_features", "dpfp_nu", "embed_dim",
                "mlp_dim", "max_len") + (("classifier_dim",) if model.head != "lm" else ()):
     in_range(f"model.{name}", getattr(model, name), 1)
@@ -386,17 +389,12 @@ def _validate_transformer(model: ModelConfig, mimo: MimoConfig) -> None:
         f" with kernel {model.kernel!r}, attention {model.attention!r}")
   in_range("mimo.mass_balance", mimo.mass_balance, 0.0)
   favor_s = model.attention == "favor_s"
-  if not favor_s:
-    if (mimo.m, mimo.n) != (1, 1):
-      raise ValueError(f"mimo.m x mimo.n = {mimo.m} x {mimo.n} needs model.attention = "
-                       f"'favor_s', got {model.attention!r}")
+  if not favor_s:  # the other mimo fields are not read without FAVOR+S
     if mimo.mass_balance:
       raise ValueError(f"mimo.mass_balance={mimo.mass_balance} needs model.attention = "
                        f"'favor_s', got {model.attention!r}; allowed otherwise: 0")
     return
-  in_range("mimo.m", mimo.m, 1)
-  in_range("mimo.n", mimo.n, 1)
-  choose("mimo.variant", mimo.variant, transformer_lib.VARIANTS)
+  choose("mimo.variant", mimo.variant, VARIANTS)
   if mimo.variant == "att_mlp":
     for name, value in (("mimo.curriculum_fraction", mimo.curriculum_fraction),
                         ("mimo.mass_balance", mimo.mass_balance)):
@@ -407,8 +405,8 @@ def _validate_transformer(model: ModelConfig, mimo: MimoConfig) -> None:
 
 
 def _validate_conv(model: ModelConfig, mimo: MimoConfig) -> None:
-  wide_resnet.stage_sizes_for_depth(model.depth)
-  defaults = wide_resnet.DEFAULTS[model.name]
+  stage_sizes_for_depth(model.depth)
+  defaults = CONV_DEFAULTS[model.name]
   pick = lambda name: defaults[name] if getattr(model, name) is None else getattr(model, name)
   in_range("model.width", model.width, 1)
   in_range("model.initial_width", pick("initial_width"), 1)
@@ -422,7 +420,6 @@ def _validate_conv(model: ModelConfig, mimo: MimoConfig) -> None:
   in_range("mimo.key_mu", mimo.key_mu, 0.0)
   if mimo.m != 1:
     raise ValueError(f"mimo.m={mimo.m} must be 1 for {model.name} (channels are mimo.n)")
-  in_range("mimo.n", mimo.n, 1)
   if model.name != "mimoconv" and mimo.n != 1:
     raise ValueError(f"mimo.n={mimo.n} must be 1 for {model.name} (no superposition)")
   if mimo.inputs_per_pass is not None:
@@ -470,7 +467,7 @@ def check_data(config: Config, info) -> None:
       raise ValueError(f"model.name={model.name!r} needs a 'classification' task; "
                        f"data.name={config.data.name!r} gives {info.task_type!r}")
     return
-  expected = transformer_lib.HEAD_TASKS[model.head]
+  expected = HEAD_TASKS[model.head]
   if info.task_type != expected:
     raise ValueError(f"model.head={model.head!r} needs a {expected!r} task; "
                      f"data.name={config.data.name!r} gives {info.task_type!r}")

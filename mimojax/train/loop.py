@@ -1,18 +1,17 @@
 """`train_and_evaluate(config, workdir)`: the training loop every study runs.
 
-It validates the config, builds data, model and optimiser, initialises `seeds.num`
-independent models with `jit(vmap(init))`, restores the latest checkpoint in `workdir`
-if there is one, trains with `jit(vmap(train_step))` over a (seed, data) mesh, scanned
-over `train.steps_per_call` batches per call, evaluates every `eval.every_steps`, and
-checkpoints state, data-iterator state and config.
+It reads the config through the typed boundary (`train.config`), builds data, model and
+optimiser, initialises `seeds.num` independent models with `jit(vmap(init))`, restores the
+latest checkpoint in `workdir` if there is one, trains with `jit(vmap(train_step))` over a
+(seed, data) mesh, scanned over `train.steps_per_call` batches per call, with the step of
+the phase `train.phases` schedules, evaluates every `eval.every_steps`, and checkpoints
+state, data-iterator state and config.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import re
 
 import jax
 import jax.numpy as jnp
@@ -21,17 +20,10 @@ from etils import epath
 
 from mimojax import data as data_lib
 from mimojax import models
-from mimojax.train import checkpoint, mesh as mesh_lib, metrics as metrics_lib, optim, step
+from mimojax.train import checkpoint, config as config_lib, mesh as mesh_lib
+from mimojax.train import metrics as metrics_lib, optim, phases, step
 
 log = logging.getLogger("mimojax")
-ALLOWED_SPLITS = ("train", "validation", "test")
-_RAMP_STREAM = 1  # keeps the curriculum ramp's draws apart from is_slow_step's
-
-
-def _step_draw(seed: int, step_index: int, *stream: int) -> float:
-  """A uniform draw in [0, 1) seeded by (seed, step[, stream]): a resumed run repeats it,
-  and every model seed of the run shares it."""
-  return np.random.default_rng([seed, step_index, *stream]).random()
 
 
 class ConfigError(ValueError):
@@ -40,121 +32,6 @@ class ConfigError(ValueError):
 
 class NonFiniteError(RuntimeError):
   """Raised when too many consecutive updates had NaN/Inf loss or gradients."""
-
-
-def _choose(name, value, allowed):
-  if value not in allowed:
-    raise ValueError(f"{name}={value!r} is not allowed; choose from {list(allowed)}")
-
-
-def _positive(name, value):
-  if not isinstance(value, int) or value < 1:
-    raise ValueError(f"{name}={value!r} must be a positive integer")
-
-
-def steps_per_epoch(config, num_train_examples: int) -> int:
-  """Steps of one epoch: `train.passes_per_epoch` traversals of the train split in full
-  batches (MIMOConv traverses the data N times per epoch, App. E.1)."""
-  return config.train.passes_per_epoch * (num_train_examples // config.train.batch_size)
-
-
-def total_steps(config, num_train_examples: int) -> int:
-  """Training length in steps: `train.num_steps`, or `train.num_epochs` whole epochs."""
-  if config.train.num_epochs >= 0:
-    return config.train.num_epochs * steps_per_epoch(config, num_train_examples)
-  return config.train.num_steps
-
-
-def validate(config) -> None:
-  """Raises a one-line ValueError for config values the loop cannot run (no compilation)."""
-  _choose("opt.name", config.opt.name, optim.ALLOWED_OPTIMIZERS)
-  _choose("opt.schedule", config.opt.schedule, optim.ALLOWED_SCHEDULES)
-  _choose("opt.anneal", config.opt.anneal, optim.ALLOWED_ANNEAL)
-  if not 0.0 <= config.opt.warmup_fraction <= 1.0:
-    raise ValueError(f"opt.warmup_fraction={config.opt.warmup_fraction} must be in [0, 1]")
-  if not config.opt.learning_rate > 0:
-    raise ValueError(f"opt.learning_rate={config.opt.learning_rate} must be > 0")
-  if not 0.0 <= config.mimo.curriculum_fraction < 1.0:
-    raise ValueError(
-        f"mimo.curriculum_fraction={config.mimo.curriculum_fraction} must be in [0, 1)")
-  ramp = config.mimo.curriculum_ramp_fraction
-  if not 0.0 <= ramp <= 1.0 - config.mimo.curriculum_fraction:
-    raise ValueError(f"mimo.curriculum_ramp_fraction={ramp} must be in [0, 1 - "
-                     f"mimo.curriculum_fraction] = [0, {1.0 - config.mimo.curriculum_fraction}]")
-  if ramp > 0 and config.mimo.curriculum_fraction == 0:
-    raise ValueError(f"mimo.curriculum_ramp_fraction={ramp} needs a warm-up to ramp from: "
-                     "set mimo.curriculum_fraction > 0 (or the ramp to 0)")
-  exact = config.mimo.get("exact_kernel_fraction", 0.0)  # absent from configs of older runs
-  if not 0.0 <= exact < 1.0:
-    raise ValueError(f"mimo.exact_kernel_fraction={exact} must be in [0, 1)")
-  model = config.get("model", {})
-  if exact > 0 and (model.get("attention"), model.get("kernel")) != ("favor_s", "exp"):
-    raise ValueError(
-        f"mimo.exact_kernel_fraction={exact} needs model.attention = 'favor_s' and "
-        f"model.kernel = 'exp' (got {model.get('attention')!r}, {model.get('kernel')!r}); "
-        f"allowed otherwise: 0")
-  if (config.train.num_steps >= 0) == (config.train.num_epochs >= 0):
-    raise ValueError("set exactly one of train.num_steps and train.num_epochs (the other -1); "
-                     f"got {config.train.num_steps} and {config.train.num_epochs}")
-  for name in ("train.batch_size", "train.log_every_steps", "train.max_nonfinite_steps",
-               "train.passes_per_epoch", "train.steps_per_call", "eval.every_steps",
-               "eval.batch_size", "seeds.num", "mesh.seed", "checkpoint.every_steps",
-               "checkpoint.keep"):
-    group, field = name.split(".")
-    _positive(name, config[group][field])
-  for split in config.eval.splits:
-    _choose("eval.splits", split, ALLOWED_SPLITS)
-  for name in ("train.mixup_alpha", "train.grad_skip_factor"):
-    group, field = name.split(".")
-    if not config[group][field] >= 0:
-      raise ValueError(f"{name}={config[group][field]} must be >= 0 (0: off)")
-  if config.train.mixup_alpha > 0 and config.data.name not in data_lib.images.IMAGE_DATASETS:
-    raise ValueError(f"train.mixup_alpha={config.train.mixup_alpha} needs an image dataset; "
-                     f"data.name={config.data.name!r} is not one of "
-                     f"{list(data_lib.images.IMAGE_DATASETS)} (set it to 0)")
-  try:
-    re.compile(config.opt.decay_exempt)
-  except re.error as e:
-    raise ValueError(f"opt.decay_exempt={config.opt.decay_exempt!r} is not a regular "
-                     f"expression: {e}") from None
-  _validate_inputs_per_pass(config)
-  if config.train.steps_per_call > 1 and config.mimo.slow_fraction > 0:
-    raise ValueError(f"train.steps_per_call={config.train.steps_per_call} needs "
-                     "mimo.slow_fraction=0 (slow-mode batches are drawn one step at a "
-                     "time); set train.steps_per_call=1")
-  if config.seeds.num % config.mesh.seed:
-    raise ValueError(f"seeds.num={config.seeds.num} must be divisible by "
-                     f"mesh.seed={config.mesh.seed}")
-  group = config.mimo.m * config.mimo.n  # inputs superposed together (1: none)
-  for name in ("train.batch_size", "eval.batch_size"):
-    group_name, field = name.split(".")
-    if config[group_name][field] % group:
-      raise ValueError(f"{name}={config[group_name][field]} must be divisible by the "
-                       f"superposition group mimo.m * mimo.n = {group}")
-  mesh = mesh_lib.make_mesh(config.mesh.seed, config.mesh.data)
-  shards = mesh.shape["data"]
-  for name in ("train.batch_size", "eval.batch_size"):
-    group, field = name.split(".")
-    if config[group][field] % shards:
-      raise ValueError(f"{name}={config[group][field]} must be divisible by the {shards} "
-                       "devices of the data axis")
-
-
-def _validate_inputs_per_pass(config) -> None:
-  """Dynamic MIMOConv fields: slow-mode training and the evaluated inputs-per-pass modes."""
-  if not 0.0 <= config.mimo.slow_fraction <= 1.0:
-    raise ValueError(f"mimo.slow_fraction={config.mimo.slow_fraction} must be in [0, 1]")
-  modes = {"eval.inputs_per_pass": tuple(config.eval.inputs_per_pass)}
-  if config.mimo.slow_fraction > 0:
-    modes["mimo.slow_inputs_per_pass"] = (config.mimo.slow_inputs_per_pass,)
-  divisors = [d for d in range(1, config.mimo.n + 1) if config.mimo.n % d == 0]
-  for name, values in modes.items():
-    if values and config.model.name != "mimoconv":
-      raise ValueError(f"{name} is for model.name='mimoconv', got {config.model.name!r}")
-    for n in values:
-      if n not in divisors:
-        raise ValueError(f"{name} value {n!r} must divide mimo.n={config.mimo.n}; "
-                         f"allowed: {divisors}")
 
 
 def _to_host(tree):
@@ -169,7 +46,11 @@ def _seed_keys(config):
 
 
 class Trainer:
-  """Holds the compiled steps of one run; `train_and_evaluate` drives it."""
+  """Holds the data, model and compiled steps of one run; `train_and_evaluate` drives it.
+
+  `config` is a ConfigDict or the dict of a `config.json`, read through the typed boundary
+  (`train.config.from_dict`), or a `train.config.Config`. Steps are compiled once per
+  `models.Phase` that `train.phases` schedules (`train_step_for`, `eval_step_for`)."""
 
   def __init__(self, config, workdir: str):
     try:
@@ -178,71 +59,61 @@ class Trainer:
       raise ConfigError(str(e)) from e
 
   def _build(self, config, workdir: str):
-    validate(config)
+    if not isinstance(config, config_lib.Config):
+      config = config_lib.from_dict(config)
     self.config = config
     self.workdir = workdir
+    self.mesh = mesh_lib.make_mesh(config.mesh.seed, config.mesh.data)
+    shards = self.mesh.shape["data"]
+    for name, value in (("train.batch_size", config.train.batch_size),
+                        ("eval.batch_size", config.eval.batch_size)):
+      if value % shards:
+        raise ValueError(f"{name}={value} must be divisible by the {shards} devices of the "
+                         "data axis")
     self.train_source, self.info = data_lib.load_split(config.data, "train")
+    config_lib.check_data(config, self.info)
     self.eval_sources = {s: data_lib.load_split(config.data, s)[0] for s in config.eval.splits}
     self.model = models.build_model(config, self.info)
-    self.total_steps = total_steps(config, len(self.train_source))
+    self.total_steps = config_lib.total_steps(config, len(self.train_source))
     if self.total_steps < 1:
       raise ValueError(f"the run has {self.total_steps} training steps; raise "
                        "train.num_steps or train.num_epochs")
-    self.curriculum_steps = int(config.mimo.curriculum_fraction * self.total_steps)
-    self.ramp_steps = int(config.mimo.curriculum_ramp_fraction * self.total_steps)
-    self.exact_steps = int(config.mimo.get("exact_kernel_fraction", 0.0) * self.total_steps)
+    self.schedule = phases.schedule(config, self.total_steps)
+    self.eval_modes = phases.eval_phases(config, self.schedule)
     self.tx = optim.make_optimizer(config.opt, self.total_steps)
-    self.mesh = mesh_lib.make_mesh(config.mesh.seed, config.mesh.data)
-    seed_sh = mesh_lib.seed_sharding(self.mesh)
-    batch_sh = mesh_lib.batch_sharding(self.mesh)
-    stacked_sh = mesh_lib.batch_sharding(self.mesh, step_axis=True)
-    task = self.info.task_type
-    epoch_steps = max(steps_per_epoch(config, len(self.train_source)), 1)
-
-    def compiled_train_step(model):
-      """(state, batches with a leading step axis, keys) -> (state, metrics (seed, step))."""
-      fn = step.make_train_step(model, self.tx, task, mixup_alpha=config.train.mixup_alpha,
-                                grad_skip_factor=config.train.grad_skip_factor,
-                                steps_per_epoch=epoch_steps)
-      return jax.jit(jax.vmap(step.over_batches(fn), in_axes=(0, None, 0)),
-                     in_shardings=(seed_sh, stacked_sh, seed_sh),
-                     out_shardings=(seed_sh, seed_sh), donate_argnums=0)
-
-    def compiled_eval_step(model):
-      return jax.jit(jax.vmap(step.make_eval_step(model, task), in_axes=(0, None)),
-                     in_shardings=(seed_sh, batch_sh), out_shardings=seed_sh)
-
-    self.train_step = compiled_train_step(self.model)
-    self.warmup_train_step = (compiled_train_step(self.model.clone(curriculum=True))
-                              if self.curriculum_steps else None)
-    # dynamic MIMOConv: slow-mode batches (fewer inputs per pass) with this probability
-    self.slow_train_step = (
-        compiled_train_step(self.model.clone(
-            inputs_per_pass=config.mimo.slow_inputs_per_pass))
-        if config.mimo.slow_fraction > 0 else None)
-    self.eval_step = compiled_eval_step(self.model)
-    # extra accuracies of every evaluation: the dynamic MIMOConv modes, and the warm-up
-    # sub-grid of a curriculum (where the full-grid accuracy says little during the warm-up)
-    self.mode_eval_steps = {
-        f"accuracy/inputs_per_pass={n}": compiled_eval_step(self.model.clone(inputs_per_pass=n))
-        for n in config.eval.inputs_per_pass}
-    if self.curriculum_steps:
-      self.mode_eval_steps["accuracy/subgrid"] = compiled_eval_step(
-          self.model.clone(curriculum=True))
-    # the first steps: FAVOR+S on its exact kernel, on the grid `on_subgrid` says (not in
-    # the paper); every evaluation also reports the model that step 0 trains
-    self.exact_train_steps = {}
-    if self.exact_steps:
-      exact = self.model.clone(spec=dataclasses.replace(self.model.spec, exact_kernel=True))
-      self.exact_train_steps = {subgrid: compiled_train_step(exact.clone(curriculum=subgrid))
-                                for subgrid in (False, True)}
-      self.mode_eval_steps["accuracy/exact_kernel"] = compiled_eval_step(
-          exact.clone(curriculum=self.on_subgrid(0)))
+    self._seed_sh = mesh_lib.seed_sharding(self.mesh)
+    self._epoch_steps = max(config_lib.steps_per_epoch(config, len(self.train_source)), 1)
+    self._train_steps, self._eval_steps = {}, {}
     self.augment = data_lib.train_augmentation(config.data)
     # built inside jit: device_put cannot target devices of other processes
     self.init_keys, self.train_keys = jax.jit(
-        lambda: _seed_keys(config), out_shardings=(seed_sh, seed_sh))()
-    self._seed_sh = seed_sh
+        lambda: _seed_keys(config), out_shardings=(self._seed_sh, self._seed_sh))()
+
+  def train_step_for(self, phase):
+    """The compiled `(state, batches with a leading step axis, keys) -> (state, metrics
+    (seed, step))` of the model in `phase`, built on first use."""
+    if phase not in self._train_steps:
+      fn = step.make_train_step(
+          self.model.clone(phase=phase), self.tx, self.info.task_type,
+          mixup_alpha=self.config.train.mixup_alpha,
+          grad_skip_factor=self.config.train.grad_skip_factor,
+          steps_per_epoch=self._epoch_steps)
+      stacked_sh = mesh_lib.batch_sharding(self.mesh, step_axis=True)
+      self._train_steps[phase] = jax.jit(
+          jax.vmap(step.over_batches(fn), in_axes=(0, None, 0)),
+          in_shardings=(self._seed_sh, stacked_sh, self._seed_sh),
+          out_shardings=(self._seed_sh, self._seed_sh), donate_argnums=0)
+    return self._train_steps[phase]
+
+  def eval_step_for(self, phase):
+    """The compiled evaluation sums of the model in `phase`, built on first use."""
+    if phase not in self._eval_steps:
+      fn = step.make_eval_step(self.model.clone(phase=phase), self.info.task_type)
+      self._eval_steps[phase] = jax.jit(
+          jax.vmap(fn, in_axes=(0, None)),
+          in_shardings=(self._seed_sh, mesh_lib.batch_sharding(self.mesh)),
+          out_shardings=self._seed_sh)
+    return self._eval_steps[phase]
 
   def init_state(self):
     """Freshly initialised states of every seed (leading seed axis)."""
@@ -258,39 +129,16 @@ class Trainer:
         process_index=jax.process_index(), process_count=jax.process_count(),
         augment=self.augment)
 
-  def is_slow_step(self, step_index: int) -> bool:
-    """Whether batch `step_index` trains in slow mode (`_step_draw`)."""
-    fraction = self.config.mimo.slow_fraction
-    return fraction > 0 and _step_draw(self.config.seed, step_index) < fraction
-
-  def on_subgrid(self, step_index: int) -> bool:
-    """Whether batch `step_index` trains on the M/2 x N/2 sub-grid: every step of the
-    warm-up (App. F.1); then, over the `mimo.curriculum_ramp_fraction` ramp (not in the
-    paper, docs/fidelity.md), a draw (`_step_draw`) that takes the full grid with
-    probability (k + 1) / (ramp steps + 1) at the ramp's k-th step."""
-    into_ramp = step_index - self.curriculum_steps
-    if into_ramp < 0:
-      return True
-    if into_ramp >= self.ramp_steps:
-      return False
-    draw = _step_draw(self.config.seed, step_index, _RAMP_STREAM)
-    return draw >= (into_ramp + 1) / (self.ramp_steps + 1)
-
   def chunk_length(self, step_index: int) -> int:
     """Steps that one compiled call trains from `step_index`: `train.steps_per_call`, cut
-    at the next log, evaluation or checkpoint step, at the first step whose grid
-    (`on_subgrid`) or kernel (`mimo.exact_kernel_fraction`) differs and at the end of
-    training, so that every such event sees the state of its own step."""
+    at the next log, evaluation or checkpoint step, at the end of training and where the
+    phase changes, so that every such event sees the state of its own step."""
     cfg = self.config
     stops = [self.total_steps]
     for every in (cfg.train.log_every_steps, cfg.eval.every_steps, cfg.checkpoint.every_steps):
       stops.append((step_index // every + 1) * every)
-    if step_index < self.exact_steps:
-      stops.append(self.exact_steps)
-    count = min(cfg.train.steps_per_call, min(stops) - step_index)
-    subgrid = self.on_subgrid(step_index)
-    return next((i for i in range(1, count) if self.on_subgrid(step_index + i) != subgrid),
-                count)
+    limit = min(cfg.train.steps_per_call, min(stops) - step_index)
+    return phases.run_length(self.schedule, step_index, limit)
 
   def train_chunk(self, state, iterator, step_index: int):
     """Trains steps step_index, step_index + 1, ... of one `chunk_length` in one compiled
@@ -299,31 +147,23 @@ class Trainer:
     local = [next(iterator) for _ in range(count)]
     stacked = {k: np.stack([b[k] for b in local]) for k in local[0]}
     batches = mesh_lib.global_batch(stacked, self.mesh, step_axis=True)
-    state, metrics = self.step_fn(step_index)(state, batches, self.train_keys)
+    train_step = self.train_step_for(phases.phase_at(self.schedule, step_index))
+    state, metrics = train_step(state, batches, self.train_keys)
     return state, metrics, count
 
-  def step_fn(self, step_index: int):
-    if step_index < self.exact_steps:
-      return self.exact_train_steps[self.on_subgrid(step_index)]
-    if self.on_subgrid(step_index):
-      return self.warmup_train_step
-    if self.is_slow_step(step_index):
-      return self.slow_train_step
-    return self.train_step
-
   def evaluate(self, state, split: str) -> dict:
-    """Accuracy and loss on a whole split, per seed, pooled over examples; plus
-    `accuracy/inputs_per_pass=<n>` for every `eval.inputs_per_pass` mode and, with a
-    curriculum, `accuracy/subgrid` of the model on its warm-up sub-grid."""
-    totals = self._eval_sums(self.eval_step, state, split)
+    """Accuracy and loss on a whole split, per seed, pooled over examples; plus the
+    accuracy of every `phases.eval_phases` mode under its name."""
+    totals = self._eval_sums(self.schedule.base, state, split)
     out = metrics_lib.summarize_seeds("accuracy", totals["correct"] / totals["weight"])
     out.update(metrics_lib.summarize_seeds("loss", totals["loss"] / totals["weight"]))
-    for name, eval_step in self.mode_eval_steps.items():
-      totals = self._eval_sums(eval_step, state, split)
+    for name, phase in self.eval_modes.items():
+      totals = self._eval_sums(phase, state, split)
       out.update(metrics_lib.summarize_seeds(name, totals["correct"] / totals["weight"]))
     return out
 
-  def _eval_sums(self, eval_step, state, split: str) -> dict:
+  def _eval_sums(self, phase, state, split: str) -> dict:
+    eval_step = self.eval_step_for(phase)
     totals = None
     batches = data_lib.eval_batches(
         self.eval_sources[split], self.config.eval.batch_size,
@@ -343,8 +183,9 @@ def train_and_evaluate(config, workdir: str):
   is resumed; the resumed run reproduces the uninterrupted one.
   """
   trainer = Trainer(config, workdir)
+  config = trainer.config
   cfg = config.train
-  resolved = json.loads(config.to_json_best_effort())
+  resolved = config_lib.to_dict(config)
   if jax.process_index() == 0:  # epath: local paths and gs:// alike
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     (epath.Path(workdir) / "config.json").write_text(

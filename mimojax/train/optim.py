@@ -104,7 +104,7 @@ def weight_decay_mask(params, exempt: str = DEFAULT_DECAY_EXEMPT):
 def make_optimizer(opt, total_steps: int) -> optax.GradientTransformation:
   """optax optimiser for `config.opt` over `total_steps` steps."""
   lr = learning_rate_schedule(opt, total_steps)
-  exempt = opt.get("decay_exempt", DEFAULT_DECAY_EXEMPT)
+  exempt = opt.decay_exempt
   mask = functools.partial(weight_decay_mask, exempt=exempt)
   momentum = opt.b1
   if opt.schedule == "one_cycle" and opt.cycle_momentum:

@@ -1,5 +1,6 @@
-"""Transformer network: heads x attentions x variants, att.+MLP unbinding (invariant 9),
-group isolation (7), curriculum (11), causality, pooling, constructor validation."""
+"""Transformer network: heads x attentions x variants, att.+MLP unbinding, group isolation,
+the warm-up sub-grid phase (App. F.1), causality, pooling, and the config rules of the
+transformer family (checked at the config boundary)."""
 
 import dataclasses
 
@@ -10,11 +11,13 @@ import pytest
 
 from mimojax.configs.base import base_config
 from mimojax.models import MODELS
+from mimojax.models import Phase
 from mimojax.models import build_model
 from mimojax.models.transformer import Encoder
 from mimojax.models.transformer import pool
 from mimojax.nn.blocks import bundle_skip
 from mimojax.nn.blocks import retrieve
+from mimojax.train import config as config_lib
 
 VOCAB, CLASSES, L = 11, 3, 10
 
@@ -40,13 +43,22 @@ def _config(head="classifier", attention="favor_s", kernel="relu", variant="att"
                       max_len=16, classifier_dim=16, dropout=0.1))
   c.model.update(model)
   c.mimo.update(dict(m=m, n=n, variant=variant, curriculum_fraction=curriculum_fraction))
+  c.train.num_steps = 1
+  c.eval.batch_size = 32  # whole groups of every grid the tests use
   return c
+
+
+def _build(config, info):
+  """The model of a ConfigDict, read and checked at the config boundary as a run does."""
+  typed = config_lib.from_dict(config)
+  config_lib.check_data(typed, info)
+  return build_model(typed, info)
 
 
 def _model(config):
   head = config.model.head
   info = Info(VOCAB, VOCAB if head == "lm" else CLASSES, L, TASKS[head])
-  return build_model(config, info)
+  return _build(config, info)
 
 
 def _tokens(batch=8, seed=0, pad_from=None):
@@ -96,7 +108,7 @@ def test_cls_pooling_prepends_token():
   variables = _init(model, x)
   assert variables["params"]["encoder"]["embed"]["cls"].shape == (16,)
   assert _apply(model, variables, x).shape == (8, CLASSES)
-  with pytest.raises(ValueError, match="model.max_len = 10 must be >= 11"):
+  with pytest.raises(ValueError, match="model.max_len=10 must be >= 11"):
     _model(_config("classifier", pooling="cls", max_len=L))
 
 
@@ -149,11 +161,11 @@ def test_group_isolation_and_batch_divisibility(variant):
 
 
 def test_curriculum_trees_identical_and_switch_back_matches_fresh_model():
-  """Invariant 11: clone(curriculum=True) shares every variable; afterwards the full model
-  equals a freshly built one; warm-up batches only need (M/2)(N/2) divisibility."""
+  """The sub-grid phase shares every variable; afterwards the full model equals a freshly
+  built one; warm-up batches only need (M/2)(N/2) divisibility."""
   config = _config("lm", m=2, n=2, curriculum_fraction=0.2)
   model = _model(config)
-  warm = model.clone(curriculum=True)
+  warm = model.clone(phase=Phase(subgrid=True))
   x = _tokens()
   variables = _init(model, x)
   warm_variables = _init(warm, x)
@@ -164,7 +176,7 @@ def test_curriculum_trees_identical_and_switch_back_matches_fresh_model():
   with pytest.raises(ValueError, match="batch size 2"):
     _apply(model, variables, x[:2])
   out_warm = _apply(warm, variables, x)
-  out = _apply(warm.clone(curriculum=False), variables, x)
+  out = _apply(warm.clone(phase=Phase()), variables, x)
   np.testing.assert_array_equal(out, _apply(_model(config), variables, x))
   assert not np.allclose(out_warm, out)
   assert bool(jnp.all(jnp.isfinite(out_warm)))
@@ -176,24 +188,23 @@ def test_exact_kernel_on_the_one_channel_sub_grid_is_the_softmax_transformer(hea
   kernel at t = 1 is softmax attention: the same logits as the softmax model, same params."""
   config = _config(head, kernel="exp", curriculum_fraction=0.2)
   model = _model(config)
-  exact = model.clone(spec=dataclasses.replace(model.spec, exact_kernel=True), curriculum=True)
+  exact = model.clone(phase=Phase(subgrid=True, exact_kernel=True))
   x = _tokens(pad_from=LENGTHS)
   variables = _init(model, x)
   softmax = _model(_config(head, attention="softmax", m=1, n=1))
   expected = _apply(softmax, {"params": variables["params"]}, x)
   np.testing.assert_allclose(_apply(exact, variables, x), expected, rtol=1e-5, atol=1e-5)
-  assert not np.allclose(_apply(model.clone(curriculum=True), variables, x), expected,
-                         atol=1e-3)
+  assert not np.allclose(_apply(model.clone(phase=Phase(subgrid=True)), variables, x),
+                         expected, atol=1e-3)
+  bad = _config(head)  # relu kernel
+  bad.mimo.exact_kernel_fraction = 0.2
   with pytest.raises(ValueError, match="exact_kernel_fraction"):
-    dataclasses.replace(_model(_config(head)).spec, exact_kernel=True)  # relu kernel
+    _model(bad)
 
 
 def test_curriculum_with_att_mlp_raises():
   with pytest.raises(ValueError, match="curriculum_fraction"):
     _model(_config("lm", variant="att_mlp", curriculum_fraction=0.2))
-  model = _model(_config("lm", variant="att_mlp")).clone(curriculum=True)
-  with pytest.raises(ValueError, match="curriculum"):
-    _init(model, _tokens())
 
 
 @pytest.mark.parametrize("attention,variant", [("softmax", "att"), ("favor", "att"),
@@ -268,12 +279,13 @@ def test_jit_grads_finite():
 
 def test_constructor_validation():
   assert MODELS["transformer"] is not None
-  with pytest.raises(ValueError, match="model.name must be one of .*'transformer'.*'resnet'"):
-    build_model(_config(name="resnet"), Info(VOCAB, CLASSES, L, "classification"))
+  with pytest.raises(ValueError, match="model.name='resnet' is not allowed; choose from .*"
+                     "'transformer'"):
+    _build(_config(name="resnet"), Info(VOCAB, CLASSES, L, "classification"))
   with pytest.raises(ValueError, match="model.head"):
-    build_model(_config(head="seq2seq"), Info(VOCAB, CLASSES, L, "classification"))
+    _build(_config(head="seq2seq"), Info(VOCAB, CLASSES, L, "classification"))
   with pytest.raises(ValueError, match="needs a 'lm' task"):
-    build_model(_config("lm"), Info(VOCAB, CLASSES, L, "classification"))
+    _build(_config("lm"), Info(VOCAB, CLASSES, L, "classification"))
   with pytest.raises(ValueError, match="model.attention"):
     _model(_config(attention="nystrom"))
   with pytest.raises(ValueError, match="model.kernel"):
@@ -335,9 +347,10 @@ def test_gelu_mlp_matches_formula():
 
 
 @pytest.mark.parametrize("field, value, match", [
-    ("init", "xavier", r"model.init must be one of \('torch', 'gpt2'\)"),
-    ("activation", "swish", r"model.activation must be one of \('relu', 'gelu'\)"),
-    ("tie_embeddings", True, "model.tie_embeddings must be False, or True with model.head"),
+    ("init", "xavier", r"model.init='xavier' is not allowed; choose from \['torch', 'gpt2'\]"),
+    ("activation", "swish",
+     r"model.activation='swish' is not allowed; choose from \['relu', 'gelu'\]"),
+    ("tie_embeddings", True, "model.tie_embeddings=True needs model.head='lm'"),
     ("exp_temperature", 2.0, "model.exp_temperature: allowed values are numbers > 0 with "
      "model.kernel = 'exp'")])
 def test_layer_options_validation(field, value, match):

@@ -9,18 +9,18 @@ import math
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
 from mimojax import ops
+from mimojax.configs.base import base_config
 from mimojax.data import DataInfo
+from mimojax.models import MODELS
+from mimojax.models import Phase
 from mimojax.models.wide_resnet import MIMOConv
 from mimojax.models.wide_resnet import WideResNet
-from mimojax.models.wide_resnet import mimoconv
-from mimojax.models.wide_resnet import wide_isonet
-from mimojax.models.wide_resnet import wide_resnet
 from mimojax.nn import conv
+from mimojax.train import config as config_lib
 
 RNGS = {"params": jax.random.key(0), "constants": jax.random.key(1)}
 
@@ -180,7 +180,7 @@ def test_full_inputs_per_pass_equals_static_model(small):
   model, variables, x = small
   static = model.apply(variables, x, train=False)
   np.testing.assert_array_equal(static, model.apply(variables, x, train=False, inputs_per_pass=4))
-  slow_field = model.clone(inputs_per_pass=1).apply(variables, x, train=False)
+  slow_field = model.clone(phase=Phase(inputs_per_pass=1)).apply(variables, x, train=False)
   np.testing.assert_array_equal(slow_field, model.apply(variables, x, train=False,
                                                         inputs_per_pass=1))
 
@@ -383,11 +383,21 @@ def test_regularizers_against_explicit_sums(small):
 # Constructors.
 
 
-def make_config(**model_fields):
-  config = ml_collections.ConfigDict()
-  config.model = ml_collections.ConfigDict({"name": "mimoconv", **model_fields})
-  config.mimo = ml_collections.ConfigDict({"m": 1, "n": 4})
-  return config
+def make_config(name="mimoconv", n=4, **model_fields):
+  """The plain dict of a study's config (as a config.json holds it) with these fields."""
+  config = base_config()
+  config.mimo.n = n
+  config.train.num_steps = 1
+  values = config.to_dict()
+  values["model"].update({"name": name, **model_fields})
+  return values
+
+
+def build(config, info):
+  """The network of a config dict, read and checked at the config boundary as a run does."""
+  typed = config_lib.from_dict(config)
+  config_lib.check_data(typed, info)
+  return MODELS[typed.model.name](typed, info)
 
 
 INFO = DataInfo(vocab_size=0, num_classes=10, seq_len=0, task_type="classification",
@@ -395,16 +405,16 @@ INFO = DataInfo(vocab_size=0, num_classes=10, seq_len=0, task_type="classificati
 
 
 def test_constructors_apply_model_defaults():
-  mimo = mimoconv(make_config(), INFO)
+  mimo = build(make_config(), INFO)
   assert (mimo.num_channels, mimo.activation, mimo.layout, mimo.initial_width) == \
       (4, "prelu", "official", 4)
   assert (mimo.isometry_gamma, mimo.key_mu, mimo.stage_sizes) == (1e-4, 0.1, (4, 4, 4))
-  wrn = wide_resnet(make_config(depth=16, width=2), INFO)
+  wrn = build(make_config("wide_resnet", n=1, depth=16, width=2), INFO)
   assert (wrn.activation, wrn.layout, wrn.isometry_gamma, wrn.stage_sizes) == \
       ("relu", "standard", 0.0, (2, 2, 2))
-  iso = wide_isonet(make_config(), INFO)
+  iso = build(make_config("wide_isonet", n=1), INFO)
   assert (iso.layout, iso.isometry_gamma) == ("official", 1e-4)
-  mnist = mimoconv(make_config(depth=10, width=1, initial_width=1), INFO)
+  mnist = build(make_config(depth=10, width=1, initial_width=1), INFO)
   assert (mnist.stage_sizes, mnist.width, mnist.initial_width) == ((1, 1, 1), 1, 1)
 
 
@@ -419,20 +429,18 @@ def test_constructors_apply_model_defaults():
 ])
 def test_constructor_rejects_bad_fields(fields, match):
   with pytest.raises(ValueError, match=match):
-    mimoconv(make_config(**fields), INFO)
+    build(make_config(**fields), INFO)
 
 
 def test_constructor_rejects_bad_mimo_and_task():
   config = make_config()
-  config.mimo.inputs_per_pass = 3
+  config["mimo"]["inputs_per_pass"] = 3
   with pytest.raises(ValueError, match="inputs_per_pass"):
-    mimoconv(config, INFO)
-  config = make_config()
-  config.mimo.n = 0
+    build(config, INFO)
   with pytest.raises(ValueError, match="mimo.n"):
-    mimoconv(config, INFO)
+    build(make_config(n=0), INFO)
   lm = DataInfo(vocab_size=20, num_classes=20, seq_len=8, task_type="lm", num_examples=1)
   with pytest.raises(ValueError, match="classification"):
-    wide_resnet(make_config(), lm)
+    build(make_config("wide_resnet", n=1), lm)
   with pytest.raises(ValueError, match="wide_isonet"):
-    wide_isonet(make_config(isometry_gamma=0.0), INFO)
+    build(make_config("wide_isonet", n=1, isometry_gamma=0.0), INFO)
