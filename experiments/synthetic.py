@@ -24,8 +24,8 @@ linear-attention models (docs/fidelity.md).
 "Recipes"). For `mimoformer`, `ar` it sets `model.kernel=exp`, `model.exp_temperature=4`,
 `mimo.mass_balance=0.1` and `mimo.exact_kernel_fraction=0.2` (none of them in the paper);
 for `performer`, `ar` it sets `model.kernel=exp`; for `transformer` and for `mimoformer`,
-`ih` the paper's setting is the best known and `best` equals `paper`. The other pairs have
-only `paper`.
+`ih` the paper's setting is the best known and `best` equals `paper`. The other pairs
+(`performer`, `ih`; `mimoformer_dpfp`) have only `paper`: too few settings were run there.
 
 `layers=simple_lm` (default) builds safari's SimpleLM (src/models/sequence/simple_lm.py;
 the model the paper names for its DataMUX runs on these tasks, 27,456 parameters): GPT-2
@@ -71,7 +71,8 @@ LAYERS = {
 }
 # recipe=best: config fields set on top of recipe=paper, per (model, task); evidence in
 # docs/results.md ("Recipes", "What we learned"). {} = the paper's setting is the best
-# known. A pair that is absent has only recipe=paper: no other setting was investigated.
+# known. A pair that is absent has only recipe=paper: too few settings were run there to
+# name a best one.
 BEST = {
     # 98.3 +- 1.8 % against 27.4 +- 4.8 % (5 seeds, CPU): exp features at 4 times the
     # paper's temperature, balanced key-bundle masses (Eq. 67) and the first 20 % of the
