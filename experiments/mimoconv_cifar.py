@@ -11,11 +11,12 @@ cifar100>][,epochs=e][,seeds=k][,paper_decay][,smoke]`. CIFAR must be prepared a
 array_record in `data.data_dir` (the error says how); `smoke` trains a narrow network on the
 offline sklearn digits for a few steps instead.
 
-Networks (App. E, official code): WRN-28-10 in the official layout (stem conv -> BN -> ReLU,
-1x1-conv + BN projections), WideIsoNet = the same with ReLU and the isometry regulariser
-(gamma 1e-4); MIMOConv-28-10 with PReLU (slope 0.5), initial width 4, PWHRR binding of N
-channels, MBAT unbinding, isometry gamma 1e-4 and key orthonormality mu 0.1. `dynamic`
-trains MIMOConv N = 4 with 20 % slow-mode (n = 1) batches and reports n = 1, 2, 4.
+Networks (App. E; IBM/multiple-input-multiple-output-nets: MIMOConv/src/models/): WRN-28-10
+in the official layout (stem conv -> BN -> ReLU, 1x1-conv + BN projections), WideIsoNet =
+the same with ReLU and the isometry regulariser (gamma 1e-4); MIMOConv-28-10 with PReLU
+(slope 0.5), initial width 4, PWHRR binding of N channels, MBAT unbinding, isometry gamma
+1e-4 and key orthonormality mu 0.1. `dynamic` trains MIMOConv N = 4 with 20 % slow-mode
+(n = 1) batches and reports n = 1, 2, 4.
 Training: `mimojax.configs.mimoconv` (SGD, OneCycle 0.2, mixup 1, batch 128 N, N passes per
 epoch, grad-norm skipping); 1200 epochs for MIMOConv and WideIsoNet, 200 for WideResNet;
 the final epoch's test accuracy is the result (no best-epoch selection). BatchNorm

@@ -30,6 +30,54 @@ def test_synthetic_configs_validate(model, task):
   assert loop.total_steps(config, 5000) == 400 * 156  # 400 epochs of 156 full batches
 
 
+@pytest.mark.parametrize("model", list(synthetic.MODELS))
+@pytest.mark.parametrize("task", list(synthetic.TASKS))
+def test_synthetic_recipe_paper_is_the_default(model, task):
+  default = synthetic.get_config(f"model={model},task={task},seeds=5")
+  paper = synthetic.get_config(f"model={model},task={task},seeds=5,recipe=paper")
+  assert paper.to_dict() == default.to_dict()
+  # The paper's setting: none of the options that recipe=best may turn on.
+  assert default.model.kernel == {"mimoformer_dpfp": "dpfp"}.get(model, "relu")
+  assert default.model.exp_temperature == 1.0
+  assert default.mimo.mass_balance == 0.0
+  assert default.mimo.exact_kernel_fraction == 0.0
+  assert default.mimo.curriculum_fraction == 0.0
+  assert default.opt.learning_rate == 5e-4
+
+
+def test_synthetic_recipe_best_sets_the_four_recall_fields():
+  paper = synthetic.get_config("model=mimoformer,task=ar,seeds=5").to_dict()
+  best = synthetic.get_config("model=mimoformer,task=ar,seeds=5,recipe=best")
+  loop.validate(best)
+  assert best.model.kernel == "exp"
+  assert best.model.exp_temperature == 4.0
+  assert best.mimo.mass_balance == 0.1
+  assert best.mimo.exact_kernel_fraction == 0.2
+  changed = {(g, k) for g, group in paper.items() if isinstance(group, dict)
+             for k, v in group.items() if best.to_dict()[g][k] != v}
+  assert changed == {("model", "kernel"), ("model", "exp_temperature"),
+                     ("mimo", "mass_balance"), ("mimo", "exact_kernel_fraction")}
+
+
+@pytest.mark.parametrize("model, task", list(synthetic.BEST))
+def test_synthetic_recipe_best_validates(model, task):
+  config = synthetic.get_config(f"model={model},task={task},seeds=5,recipe=best")
+  loop.validate(config)
+  paper = synthetic.get_config(f"model={model},task={task},seeds=5")
+  if not synthetic.BEST[(model, task)]:
+    assert config.to_dict() == paper.to_dict()
+
+
+@pytest.mark.parametrize("arg, allowed", [
+    ("recipe=fast", r"\['paper', 'best'\]"),
+    ("model=mimoformer_dpfp,task=ar,recipe=best", r"\['paper'\]"),
+    ("model=performer,task=ih,recipe=best", r"\['paper'\]")])
+def test_synthetic_bad_recipe_is_a_one_line_error(arg, allowed):
+  message = r"^recipe='\w+' is not allowed; choose from " + allowed + "$"
+  with pytest.raises(ValueError, match=message):
+    synthetic.get_config(arg)
+
+
 @pytest.mark.parametrize("fraction", [-0.1, 1.0])
 def test_curriculum_fraction_outside_zero_one_is_rejected(fraction):
   config = synthetic.get_config("model=mimoformer")
@@ -49,6 +97,17 @@ def test_curriculum_ramp_outside_its_range_is_rejected(curriculum, ramp, message
   config.mimo.curriculum_ramp_fraction = ramp
   with pytest.raises(ValueError, match=message):
     loop.validate(config)
+
+
+def test_favor_s_lra_tasks_are_named_settings():
+  listops = favor_s_lra.TASKS["listops"]
+  config = favor_s_lra.get_config("task=listops,model=mimoformer,n=4,curriculum,shape=deep")
+  assert (config.model.num_layers, config.model.num_heads) == (listops.layers, listops.heads)
+  assert config.train.num_steps == listops.steps == 20000
+  assert config.opt.warmup_fraction == listops.warmup_steps / listops.steps
+  assert config.mimo.curriculum_fraction == listops.curriculum_fraction == 0.15
+  wide = favor_s_lra.get_config("task=image,shape=wide")
+  assert (wide.model.num_layers, wide.model.num_heads) == (1, favor_s_lra.TASKS["image"].wide_heads)
 
 
 def test_sweep_has_every_table2_row_once():
