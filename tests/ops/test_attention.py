@@ -246,16 +246,21 @@ def test_favor_exp_kernel_gradient_finite_when_key_features_are_tiny():
   assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
 
 
+def _assert_favor_exp_matches_numpy(q, k, v, causal):
+  """FAVOR+ with exp features equals the float64 numpy form (stabilisers cancel)."""
+  p = _projection(0, 16, 8)
+  out = _favor(q, k, v, p, kernel="exp", causal=causal)
+  expected = _np_favor(q, k, v, lambda x: _np_exp_features(x, p), None, causal)
+  np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_favor_exp_kernel_query_norms_far_apart(causal):
   """A query whose exponent is ~100 below another's must not underflow to an all-zero row
   (a stabiliser shared by all queries would zero it and return 0 instead of attention)."""
   q, k, v = (_normal(i, FLAT) for i in range(3))
   q[:, 0] *= 12.0  # position 0: exponents far below the other queries'
-  p = _projection(0, 16, 8)
-  out = _favor(q, k, v, p, kernel="exp", causal=causal)
-  expected = _np_favor(q, k, v, lambda x: _np_exp_features(x, p), None, causal)
-  np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-5)
+  _assert_favor_exp_matches_numpy(q, k, v, causal)
 
 
 def test_exp_kernel_estimates_softmax_kernel():
@@ -299,11 +304,7 @@ def test_favor_matches_quadratic_form(causal, masked, length):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_favor_exp_kernel_stabiliser_cancels(causal):
-  q, k, v = (_normal(i, FLAT) for i in range(3))
-  p = _projection(0, 16, 8)
-  out = _favor(q, k, v, p, kernel="exp", causal=causal)
-  expected = _np_favor(q, k, v, lambda x: _np_exp_features(x, p), None, causal)
-  np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-5)
+  _assert_favor_exp_matches_numpy(*(_normal(i, FLAT) for i in range(3)), causal)
 
 
 def test_favor_dpfp_kernel_and_value_dim():

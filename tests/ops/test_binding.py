@@ -11,24 +11,24 @@ import pytest
 from mimojax.ops import binding
 
 
-def _circular_convolution(x, k):
-  """y[i] = sum_n k[n] x[(i - n) mod C] over the last axis, by an explicit loop."""
+def _circular(x, k, sign):
+  """y[i] = sum_n k[n] x[(i + sign*n) mod C] over the last axis, by an explicit loop."""
   c = x.shape[-1]
   y = np.zeros(np.broadcast_shapes(x.shape, k.shape), np.float64)
   for i in range(c):
     for n in range(c):
-      y[..., i] += k[..., n] * x[..., (i - n) % c]
+      y[..., i] += k[..., n] * x[..., (i + sign * n) % c]
   return y
+
+
+def _circular_convolution(x, k):
+  """y[i] = sum_n k[n] x[(i - n) mod C]."""
+  return _circular(x, k, -1)
 
 
 def _circular_correlation(s, k):
-  """y[i] = sum_n k[n] s[(i + n) mod C] over the last axis, by an explicit loop."""
-  c = s.shape[-1]
-  y = np.zeros(np.broadcast_shapes(s.shape, k.shape), np.float64)
-  for i in range(c):
-    for n in range(c):
-      y[..., i] += k[..., n] * s[..., (i + n) % c]
-  return y
+  """y[i] = sum_n k[n] s[(i + n) mod C]."""
+  return _circular(s, k, 1)
 
 
 def _torch_pwhrr(x, w):
