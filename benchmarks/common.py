@@ -1,9 +1,10 @@
-"""What every benchmark ends with: its command line, a markdown table and a JSON result file.
+"""What the benchmarks share: command line, interleaved timing rounds, table and JSON file.
 
-A benchmark builds its parser with :func:`parser`, adds its own flags, and calls
+A benchmark builds its parser with :func:`parser`, adds its own flags and calls
 :func:`parse_args`, which adds the shared ``--data_dir`` (where asked) and ``--out`` (default
-``benchmarks/results/<name>.json``). It prints :func:`markdown_table` and hands its result to
-:func:`write_result`, which stores it beside :func:`machine_info` and says where it went.
+``benchmarks/results/<name>.json``). It times its variants in :func:`interleaved_rounds`,
+prints :func:`markdown_table` and hands its result to :func:`write_result`, which stores it
+beside :func:`machine_info` and says where it went.
 """
 
 from __future__ import annotations
@@ -51,6 +52,20 @@ def machine_info() -> dict:
           "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
           "backend": jax.default_backend(), "device": str(jax.devices()[0]),
           "devices": len(jax.devices()), "python": platform.python_version()}
+
+
+def interleaved_rounds(runs, rounds: int, run, before=None) -> None:
+  """Calls ``run(r)`` once for every run ``r`` (warm-up: compiles), then ``rounds`` rounds
+  of every run in turn, appending the seconds ``run`` returns to ``r["times"]``;
+  ``before()`` starts each round."""
+  runs = list(runs)
+  for r in runs:
+    run(r)
+  for _ in range(rounds):
+    if before is not None:
+      before()
+    for r in runs:
+      r["times"].append(run(r))
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

@@ -69,13 +69,9 @@ def main():
 
   runs = {k: make_trainer(args.model, args.task, args.kernel, k, args.steps, args.data_dir)
           for k in [1] + counts}
-  for r in runs.values():  # warm-up: compile and run once
-    run_steps(r)
-  data = []
-  for _ in range(args.rounds):
-    data.append(time_batches(runs[1], args.steps))
-    for r in runs.values():
-      r["times"].append(run_steps(r))
+  data = []  # the input pipeline, timed at the start of every round
+  common.interleaved_rounds(runs.values(), args.rounds, run_steps,
+                            before=lambda: data.append(time_batches(runs[1], args.steps)))
 
   single, data = np.asarray(runs[1]["times"]), np.asarray(data)
   rows = []

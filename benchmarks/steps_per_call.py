@@ -66,11 +66,8 @@ def main():
     parser.error(f"--calls values {bad} must be positive divisors of --steps={args.steps}")
 
   runs = {k: make_run(args, k) for k in calls}
-  for r in runs.values():  # warm-up: compiles every chunk length the rounds use
-    run_round(r, args.steps)
-  for _ in range(args.rounds):
-    for r in runs.values():
-      r["times"].append(run_round(r, args.steps))
+  # the warm-up compiles every chunk length the rounds use
+  common.interleaved_rounds(runs.values(), args.rounds, lambda r: run_round(r, args.steps))
 
   base = np.asarray(runs[calls[0]]["times"])
   rows = []

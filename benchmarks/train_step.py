@@ -82,11 +82,7 @@ def main():
     batches = single_step_batches(trainer, trainer.train_iterator(), args.steps)
     runs[name] = {"trainer": trainer, "state": state, "batches": batches, "times": []}
 
-  for r in runs.values():  # warm-up: compile and run once
-    run_steps(r)
-  for _ in range(args.rounds):
-    for r in runs.values():
-      r["times"].append(run_steps(r))
+  common.interleaved_rounds(runs.values(), args.rounds, run_steps)
 
   base = np.asarray(runs["performer"]["times"])
   rows = []
