@@ -17,37 +17,24 @@ of the compiled program. Prints a markdown table and writes JSON (default
 ``benchmarks/results/attention.json``).
 """
 
-import argparse
 import functools
-import json
 import os
-import platform
 import statistics
-import subprocess
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 
-from mimojax.ops import attention
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
+from mimojax.ops import attention  # noqa: E402
 
 HEADS, DIM, FEATURES, SEQUENCES = 4, 64, 256, 16
 SOFTMAX_ELEMENTS = 2**28  # largest (sequences x H x L x L) score tensor softmax may build
 FULL = {"lengths": (256, 1024, 4096), "rounds": {256: 21, 1024: 15, 4096: 5}}
 QUICK = {"lengths": (256, 1024), "rounds": {256: 5, 1024: 3}}
-
-
-def machine():
-  """CPU model, core count and library versions, for the results table."""
-  try:
-    lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines()
-                 if line.startswith("Model name"))
-  except (OSError, subprocess.CalledProcessError, StopIteration):
-    model = platform.processor() or "unknown"
-  return {"cpu": model, "cores": os.cpu_count(), "jax": jax.__version__,
-          "backend": jax.default_backend(), "devices": len(jax.devices()),
-          "python": platform.python_version()}
 
 
 def flops(fn, args):
@@ -128,42 +115,34 @@ def _per_seq(total, seqs):
 def markdown(rows):
   """The results as a markdown table."""
   fmt = lambda x, spec: "n/a" if x is None else format(x, spec)
-  lines = ["| L | variant | seqs/call | wall ms / seq | speed-up vs FAVOR+ | per-round "
-           "| CPU ms / seq | CPU speed-up | GFLOP / seq | FLOP ratio |",
-           "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-  for row in rows:
-    lines.append(f"| {row['length']} | {row['variant']} | {row['sequences_per_call']} "
-                 f"| {row['per_sequence_ms']:.2f} | {row['speedup_vs_favor']:.2f}x "
-                 f"| {row['speedup_per_round_median']:.2f}x "
-                 f"| {row['cpu_per_sequence_ms']:.2f} | {row['cpu_speedup_vs_favor']:.2f}x "
-                 f"| {fmt(row['gflops_per_sequence'], '.3f')} "
-                 f"| {fmt(row['flops_ratio_vs_favor'], '.2f')} |")
-  return "\n".join(lines)
+  return common.markdown_table(
+      ["L", "variant", "seqs/call", "wall ms / seq", "speed-up vs FAVOR+", "per-round",
+       "CPU ms / seq", "CPU speed-up", "GFLOP / seq", "FLOP ratio"],
+      [[row["length"], row["variant"], row["sequences_per_call"],
+        f"{row['per_sequence_ms']:.2f}", f"{row['speedup_vs_favor']:.2f}x",
+        f"{row['speedup_per_round_median']:.2f}x", f"{row['cpu_per_sequence_ms']:.2f}",
+        f"{row['cpu_speedup_vs_favor']:.2f}x", fmt(row["gflops_per_sequence"], ".3f"),
+        fmt(row["flops_ratio_vs_favor"], ".2f")] for row in rows])
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = common.parser(__doc__)
   parser.add_argument("--quick", action="store_true", help="L in {256, 1024}, few rounds")
-  parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results",
-                                                    "attention.json"))
-  args = parser.parse_args()
+  args = common.parse_args(parser, "attention.json")
   setting = QUICK if args.quick else FULL
-  info = machine()
+  info = common.machine_info()
   load_before = os.getloadavg()
   rows = []
   for i, length in enumerate(setting["lengths"]):
     rows += time_length(length, setting["rounds"][length], jax.random.key(i))
-  result = {"machine": info, "load_average_before": load_before,
-            "load_average_after": os.getloadavg(), "quick": args.quick,
-            "heads": HEADS, "head_dim": DIM, "num_features": FEATURES,
-            "sequences_per_call": SEQUENCES, "rows": rows}
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump(result, f, indent=2)
-  print(f"{info['cpu']}, {info['cores']} cores, jax {info['jax']} ({info['backend']}); "
-        f"load average {load_before[0]:.2f} -> {result['load_average_after'][0]:.2f}")
+  load_after = os.getloadavg()
+  print(f"{info['cpu']}, {info['cpu_count']} cores, jax {info['jax']} ({info['backend']}); "
+        f"load average {load_before[0]:.2f} -> {load_after[0]:.2f}")
   print(markdown(rows))
-  print(f"wrote {args.out}")
+  common.write_result(args.out, {
+      "load_average_before": load_before, "load_average_after": load_after,
+      "quick": args.quick, "heads": HEADS, "head_dim": DIM, "num_features": FEATURES,
+      "sequences_per_call": SEQUENCES, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -13,8 +13,6 @@ ms per batch of each and their ratio (median over rounds of the per-round ratio)
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -23,7 +21,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.train_step import machine_info  # noqa: E402
+from benchmarks import common  # noqa: E402
 from experiments import synthetic  # noqa: E402
 from mimojax import data as data_lib  # noqa: E402
 from mimojax.data import builders  # noqa: E402
@@ -37,13 +35,11 @@ def time_batches(iterator, count):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = common.parser(__doc__)
   parser.add_argument("--task", default="ar", choices=("ar", "ih"))
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--batches", type=int, default=200)
-  parser.add_argument("--data_dir", default=None)
-  parser.add_argument("--out", default="benchmarks/results/input_pipeline.json")
-  args = parser.parse_args()
+  args = common.parse_args(parser, "input_pipeline.json", data_dir=True)
 
   config = synthetic.get_config(f"task={args.task}")
   config.data.data_dir = args.data_dir
@@ -64,16 +60,12 @@ def main():
   speedup = float(np.median(slow / fast))
   print(f"\nTraining batches of {config.train.batch_size} ({config.data.name}, train split), "
         f"median of {args.rounds} interleaved rounds of {args.batches}\n")
-  print("| source | ms/batch |")
-  print("|---|---|")
-  for row in rows:
-    print(f"| {row['source']} | {row['ms_per_batch']:.2f} |")
+  print(common.markdown_table(["source", "ms/batch"],
+                              [[row["source"], f"{row['ms_per_batch']:.2f}"] for row in rows]))
   print(f"\nin memory is {speedup:.1f}x faster")
-  os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"machine": machine_info(), "task": config.data.name,
-               "batch": config.train.batch_size, "rounds": args.rounds,
-               "batches": args.batches, "rows": rows, "speedup": speedup}, f, indent=2)
+  common.write_result(args.out, {"task": config.data.name, "batch": config.train.batch_size,
+                                 "rounds": args.rounds, "batches": args.batches, "rows": rows,
+                                 "speedup": speedup})
 
 
 if __name__ == "__main__":

@@ -21,25 +21,26 @@ Prints markdown tables and writes JSON to ``benchmarks/results/mimoconv.json``
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import platform
 import statistics
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mimojax.models import macs
-from mimojax.models.wide_resnet import MIMOConv
-from mimojax.models.wide_resnet import WideResNet
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import common  # noqa: E402
+from mimojax.models import macs  # noqa: E402
+from mimojax.models.wide_resnet import MIMOConv  # noqa: E402
+from mimojax.models.wide_resnet import WideResNet  # noqa: E402
 
 CIFAR = (32, 32, 3)
 MNIST = (20, 20, 1)
-RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def networks(mnist: bool) -> list[tuple[str, object, tuple, str]]:
@@ -100,9 +101,10 @@ def mac_rows(mnist: bool, xla: bool) -> list[dict]:
 def mac_table(rows: list[dict]) -> str:
   """Markdown: Table A2 columns (profiler convention), totals in every convention."""
   has_xla = any("xla_mmac" in r for r in rows)
-  head = ("| network | first conv | binding | rest | unbinding | FCL | total (paper conv.) "
-          "| total (+BN/act/bias) | paper | diff | in-bounds |" + (" XLA |" if has_xla else ""))
-  lines = [head, "|" + "---|" * (head.count("|") - 1)]
+  header = ["network", "first conv", "binding", "rest", "unbinding", "FCL",
+            "total (paper conv.)", "total (+BN/act/bias)", "paper", "diff", "in-bounds"]
+  fmt = lambda v: f"{v:.4g}" if v else "-"
+  cells = []
   for r in rows:
     full, paper = r["ptflops"], r["paper_mmac"]
     best = full["total"]
@@ -110,16 +112,12 @@ def mac_table(rows: list[dict]) -> str:
     if paper:
       diff = (f"{100 * (r['paper']['total'] - paper) / paper:+.2f}% / "
               f"{100 * (best - paper) / paper:+.2f}%")
-
-    def fmt(v):
-      return f"{v:.4g}" if v else "-"
-
-    lines.append(
-        f"| {r['network']} | {fmt(full['first_conv'])} | {fmt(full['binding'])} | "
-        f"{fmt(full['rest'])} | {fmt(full['unbinding'])} | {fmt(full['fcl'])} | "
-        f"{r['paper']['total']:.4g} | {best:.4g} | {paper if paper else '-'} | {diff} | "
-        f"{r['in_bounds']['total']:.4g} |" + (f" {r['xla_mmac']:.4g} |" if has_xla else ""))
-  return "\n".join(lines)
+    cells.append([r["network"]] + [fmt(full[part]) for part in
+                                   ("first_conv", "binding", "rest", "unbinding", "fcl")]
+                 + [f"{r['paper']['total']:.4g}", f"{best:.4g}", paper if paper else "-", diff,
+                    f"{r['in_bounds']['total']:.4g}"]
+                 + ([f"{r['xla_mmac']:.4g}"] if has_xla else []))
+  return common.markdown_table(header + (["XLA"] if has_xla else []), cells)
 
 
 def time_networks(mnist: bool, batch: int, mnist_batch: int, repeats: int) -> list[dict]:
@@ -172,20 +170,17 @@ def add_ratios(results: list[dict]) -> None:
 
 
 def throughput_table(results: list[dict]) -> str:
-  lines = ["| network | batch | median s/batch | images/s | vs N=1 | vs N=1 (per-round median) "
-           "| vs WRN-28-10 | XLA MMAC/img |", "|---|---|---|---|---|---|---|---|"]
-  for r in results:
-    vs_n1 = f"{r['speedup_vs_n1']:.2f}x" if "speedup_vs_n1" in r else "-"
-    paired = f"{r['speedup_vs_n1_paired']:.2f}x" if "speedup_vs_n1_paired" in r else "-"
-    vs_wrn = f"{r['speedup_vs_wrn']:.2f}x" if "speedup_vs_wrn" in r else "-"
-    lines.append(f"| {r['network']} | {r['batch']} | {r['median_s']:.4f} | "
-                 f"{r['images_per_s']:.1f} | {vs_n1} | {paired} | {vs_wrn} | "
-                 f"{r['xla_mmac_per_image']:.4g} |")
-  return "\n".join(lines)
+  ratio = lambda r, key: f"{r[key]:.2f}x" if key in r else "-"
+  return common.markdown_table(
+      ["network", "batch", "median s/batch", "images/s", "vs N=1", "vs N=1 (per-round median)",
+       "vs WRN-28-10", "XLA MMAC/img"],
+      [[r["network"], r["batch"], f"{r['median_s']:.4f}", f"{r['images_per_s']:.1f}",
+        ratio(r, "speedup_vs_n1"), ratio(r, "speedup_vs_n1_paired"),
+        ratio(r, "speedup_vs_wrn"), f"{r['xla_mmac_per_image']:.4g}"] for r in results])
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  parser = common.parser(__doc__)
   parser.add_argument("--batch", type=int, default=64, help="CIFAR-sized images per batch")
   parser.add_argument("--mnist-batch", type=int, default=256, help="MNIST images per batch")
   parser.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds")
@@ -194,7 +189,7 @@ def main(argv=None) -> None:
   parser.add_argument("--xla-macs", action="store_true", help="add XLA's MACs to the table")
   parser.add_argument("--out", default=None, help="JSON output path (default "
                       "benchmarks/results/mimoconv.json, or mimoconv_macs.json with --macs-only)")
-  args = parser.parse_args(argv)
+  args = common.parse_args(parser, None, argv=argv)
   if args.batch % 4 or args.mnist_batch % 16:
     raise ValueError(f"--batch must divide by 4 and --mnist-batch by 16, got {args.batch}, "
                      f"{args.mnist_batch}")
@@ -215,12 +210,8 @@ def main(argv=None) -> None:
     print(throughput_table(results))
     report.update(throughput=results, batch=args.batch, mnist_batch=args.mnist_batch,
                   repeats=args.repeats)
-  out = args.out or os.path.join(
-      RESULTS_DIR, "mimoconv_macs.json" if args.macs_only else "mimoconv.json")
-  os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-  with open(out, "w") as f:
-    json.dump(report, f, indent=2)
-  print(f"\nwrote {out}")
+  common.write_result(args.out or os.path.join(
+      common.RESULTS, "mimoconv_macs.json" if args.macs_only else "mimoconv.json"), report)
 
 
 if __name__ == "__main__":

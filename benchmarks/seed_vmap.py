@@ -17,8 +17,6 @@ vmapped run pays once per step for all K seeds and K single-seed runs pay K time
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -28,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.train_step import machine_info, run_steps, single_step_batches  # noqa: E402
+from benchmarks import common  # noqa: E402
+from benchmarks.train_step import run_steps, single_step_batches  # noqa: E402
 from experiments import synthetic  # noqa: E402
 from mimojax.train import loop  # noqa: E402
 
@@ -54,7 +53,7 @@ def time_batches(r, steps):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = common.parser(__doc__)
   parser.add_argument("--model", default="mimoformer",
                       choices=("transformer", "performer", "mimoformer", "mimoformer_dpfp"))
   parser.add_argument("--task", default="ar", choices=("ar", "ih"))
@@ -63,22 +62,16 @@ def main():
   parser.add_argument("--seeds", default="2,5", help="comma-separated K > 1")
   parser.add_argument("--rounds", type=int, default=5)
   parser.add_argument("--steps", type=int, default=20)
-  parser.add_argument("--data_dir", default=None)
-  parser.add_argument("--out", default="benchmarks/results/seed_vmap.json")
-  args = parser.parse_args()
+  args = common.parse_args(parser, "seed_vmap.json", data_dir=True)
   counts = [int(k) for k in args.seeds.split(",")]
   if any(k < 2 for k in counts):
     raise SystemExit(f"--seeds must list integers >= 2, got {args.seeds!r}")
 
   runs = {k: make_trainer(args.model, args.task, args.kernel, k, args.steps, args.data_dir)
           for k in [1] + counts}
-  for r in runs.values():  # warm-up: compile and run once
-    run_steps(r)
-  data = []
-  for _ in range(args.rounds):
-    data.append(time_batches(runs[1], args.steps))
-    for r in runs.values():
-      r["times"].append(run_steps(r))
+  data = []  # the input pipeline, timed at the start of every round
+  common.interleaved_rounds(runs.values(), args.rounds, run_steps,
+                            before=lambda: data.append(time_batches(runs[1], args.steps)))
 
   single, data = np.asarray(runs[1]["times"]), np.asarray(data)
   rows = []
@@ -89,22 +82,18 @@ def main():
                  "vmap_speedup": float(np.median(k * single / times)),
                  "end_to_end_speedup": float(np.median(k * (single + data) / (times + data)))})
   cfg = runs[1]["trainer"].config
-  machine = machine_info()
   shape = {"model": args.model, "task": args.task, "kernel": cfg.model.kernel,
            "batch": cfg.train.batch_size, "layers": cfg.model.num_layers,
            "embed": cfg.model.embed_dim, "seq_len": runs[1]["trainer"].info.seq_len}
   data_ms = float(np.median(data / args.steps) * 1e3)
   print(f"\nTrain steps of K vmapped seeds vs one seed ({shape}), median of {args.rounds} "
         f"interleaved rounds of {args.steps} steps; input pipeline {data_ms:.1f} ms/batch\n")
-  print("| seeds K | steps/s | seed-steps/s | vmap speed-up (steps) | with input pipeline |")
-  print("|---|---|---|---|---|")
-  for row in rows:
-    print(f"| {row['seeds']} | {row['steps_per_s']:.2f} | {row['seed_steps_per_s']:.2f} | "
-          f"{row['vmap_speedup']:.2f}x | {row['end_to_end_speedup']:.2f}x |")
-  os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"machine": machine, "shape": shape, "rounds": args.rounds, "steps": args.steps,
-               "data_ms_per_batch": data_ms, "rows": rows}, f, indent=2)
+  print(common.markdown_table(
+      ["seeds K", "steps/s", "seed-steps/s", "vmap speed-up (steps)", "with input pipeline"],
+      [[row["seeds"], f"{row['steps_per_s']:.2f}", f"{row['seed_steps_per_s']:.2f}",
+        f"{row['vmap_speedup']:.2f}x", f"{row['end_to_end_speedup']:.2f}x"] for row in rows]))
+  common.write_result(args.out, {"shape": shape, "rounds": args.rounds, "steps": args.steps,
+                                 "data_ms_per_batch": data_ms, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -14,8 +14,6 @@ rounds of each variant's speed-up over K = 1. `--steps` must be a multiple of ev
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import sys
 import time
@@ -25,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from benchmarks.train_step import machine_info  # noqa: E402
+from benchmarks import common  # noqa: E402
 from experiments import synthetic  # noqa: E402
 from mimojax.train import loop  # noqa: E402
 
@@ -53,7 +51,7 @@ def run_round(r, steps):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = common.parser(__doc__)
   parser.add_argument("--model", default="mimoformer", choices=list(synthetic.MODELS))
   parser.add_argument("--task", default="ar", choices=list(synthetic.TASKS))
   parser.add_argument("--seeds", type=int, default=5)
@@ -61,20 +59,15 @@ def main():
                       help="comma-separated train.steps_per_call values")
   parser.add_argument("--steps", type=int, default=312)
   parser.add_argument("--rounds", type=int, default=3)
-  parser.add_argument("--data_dir", default=None)
-  parser.add_argument("--out", default="benchmarks/results/steps_per_call.json")
-  args = parser.parse_args()
+  args = common.parse_args(parser, "steps_per_call.json", data_dir=True)
   calls = [int(k) for k in args.calls.split(",")]
   bad = [k for k in calls if k < 1 or args.steps % k]
   if bad:
     parser.error(f"--calls values {bad} must be positive divisors of --steps={args.steps}")
 
   runs = {k: make_run(args, k) for k in calls}
-  for r in runs.values():  # warm-up: compiles every chunk length the rounds use
-    run_round(r, args.steps)
-  for _ in range(args.rounds):
-    for r in runs.values():
-      r["times"].append(run_round(r, args.steps))
+  # the warm-up compiles every chunk length the rounds use
+  common.interleaved_rounds(runs.values(), args.rounds, lambda r: run_round(r, args.steps))
 
   base = np.asarray(runs[calls[0]]["times"])
   rows = []
@@ -85,14 +78,11 @@ def main():
   setup = {"model": args.model, "task": args.task, "seeds": args.seeds,
            "steps_per_round": args.steps, "rounds": args.rounds}
   print(f"\nTraining steps/s through the loop ({setup}; device {jax.devices()[0]})\n")
-  print(f"| steps per call | steps/s | speed-up vs {calls[0]} per call |")
-  print("|---|---|---|")
-  for row in rows:
-    print(f"| {row['steps_per_call']} | {row['steps_per_s']:.1f} | "
-          f"{row['speedup_vs_first']:.2f}x |")
-  os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"machine": machine_info(), "setup": setup, "rows": rows}, f, indent=2)
+  print(common.markdown_table(
+      ["steps per call", "steps/s", f"speed-up vs {calls[0]} per call"],
+      [[row["steps_per_call"], f"{row['steps_per_s']:.1f}", f"{row['speedup_vs_first']:.2f}x"]
+       for row in rows]))
+  common.write_result(args.out, {"setup": setup, "rows": rows})
 
 
 if __name__ == "__main__":

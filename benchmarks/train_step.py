@@ -13,10 +13,7 @@ model (L = 42, E = 32, 1 head).
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import platform
 import sys
 import time
 
@@ -25,6 +22,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from benchmarks import common  # noqa: E402
 from experiments import favor_s_lra, synthetic  # noqa: E402
 from mimojax.train import loop, mesh as mesh_lib  # noqa: E402
 
@@ -70,19 +68,12 @@ def run_steps(r):
   return time.perf_counter() - start
 
 
-def machine_info():
-  return {"platform": platform.platform(), "processor": platform.processor(),
-          "cpu_count": os.cpu_count(), "jax": jax.__version__, "device": str(jax.devices()[0])}
-
-
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = common.parser(__doc__)
   parser.add_argument("--study", choices=("lra", "synthetic"), default="lra")
   parser.add_argument("--rounds", type=int, default=7)
   parser.add_argument("--steps", type=int, default=20)
-  parser.add_argument("--data_dir", default=None)
-  parser.add_argument("--out", default="benchmarks/results/train_step.json")
-  args = parser.parse_args()
+  args = common.parse_args(parser, "train_step.json", data_dir=True)
 
   runs = {}
   for name, model, n, variant in VARIANTS:
@@ -91,11 +82,7 @@ def main():
     batches = single_step_batches(trainer, trainer.train_iterator(), args.steps)
     runs[name] = {"trainer": trainer, "state": state, "batches": batches, "times": []}
 
-  for r in runs.values():  # warm-up: compile and run once
-    run_steps(r)
-  for _ in range(args.rounds):
-    for r in runs.values():
-      r["times"].append(run_steps(r))
+  common.interleaved_rounds(runs.values(), args.rounds, run_steps)
 
   base = np.asarray(runs["performer"]["times"])
   rows = []
@@ -104,21 +91,18 @@ def main():
     rows.append({"variant": name, "steps_per_s": float(np.median(args.steps / times)),
                  "speedup_vs_performer": float(np.median(base / times))})
   cfg = runs["performer"]["trainer"].config
-  machine = machine_info()
   shape = {"study": args.study, "batch": cfg.train.batch_size, "layers": cfg.model.num_layers,
            "heads": cfg.model.num_heads, "head_dim": cfg.model.head_dim,
            "embed": cfg.model.embed_dim, "mlp": cfg.model.mlp_dim,
            "seq_len": runs["performer"]["trainer"].info.seq_len}
   print(f"\nTraining steps/s ({shape}), median of {args.rounds} interleaved rounds of "
         f"{args.steps} steps\n")
-  print("| variant | steps/s | speed-up vs Performer |")
-  print("|---|---|---|")
-  for row in rows:
-    print(f"| {row['variant']} | {row['steps_per_s']:.2f} | {row['speedup_vs_performer']:.2f}x |")
-  os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"machine": machine, "shape": shape, "rounds": args.rounds, "steps": args.steps,
-               "rows": rows}, f, indent=2)
+  print(common.markdown_table(
+      ["variant", "steps/s", "speed-up vs Performer"],
+      [[row["variant"], f"{row['steps_per_s']:.2f}", f"{row['speedup_vs_performer']:.2f}x"]
+       for row in rows]))
+  common.write_result(args.out, {"shape": shape, "rounds": args.rounds, "steps": args.steps,
+                                 "rows": rows})
 
 
 if __name__ == "__main__":

@@ -45,36 +45,18 @@ hosts=""
 per_host=1
 coordinator=""
 port=12355
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo="$repo_root"
 ssh_cmd="ssh"
 log_dir="logs/gpu_hosts"
 heartbeat=100
-dry_run=0
-main_args=()
-while (($#)); do
-  case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --dry-run) dry_run=1 ;;
-    --hosts=*) hosts="${1#*=}" ;;
-    --processes-per-host=*) per_host="${1#*=}" ;;
-    --coordinator=*) coordinator="${1#*=}" ;;
-    --port=*) port="${1#*=}" ;;
-    --repo=*) repo="${1#*=}" ;;
-    --ssh=*) ssh_cmd="${1#*=}" ;;
-    --log-dir=*) log_dir="${1#*=}" ;;
-    --heartbeat=*) heartbeat="${1#*=}" ;;
-    --) shift; main_args+=("$@"); break ;;
-    *) main_args+=("$1") ;;
-  esac
-  shift
-done
+parse_options --hosts=hosts --processes-per-host=per_host --coordinator=coordinator \
+  --port=port --repo=repo --ssh=ssh_cmd --log-dir=log_dir --heartbeat=heartbeat -- "$@"
 
 [[ -n "$hosts" ]] || { usage >&2; die "--hosts is required"; }
-[[ "$per_host" =~ ^[1-9][0-9]*$ ]] \
-  || die "--processes-per-host=${per_host} must be a positive integer"
-[[ "$port" =~ ^[1-9][0-9]*$ ]] || die "--port=${port} must be a port number"
-[[ "$heartbeat" =~ ^[1-9][0-9]*$ ]] || die "--heartbeat=${heartbeat} must be a positive integer"
-((${#main_args[@]})) || die "mimojax.main flags are required (--config=... --workdir=...)"
+need_positive --processes-per-host "$per_host"
+need_positive --port "$port" "a port number"
+need_positive --heartbeat "$heartbeat"
+need_main_args "mimojax.main flags are required (--config=... --workdir=...)"
 printf '%s\n' "${main_args[@]}" | grep -q -- '^--workdir' \
   || die "--workdir is required and must be shared by all hosts"
 IFS=',' read -r -a host_list <<< "$hosts"

@@ -58,12 +58,11 @@ for arg in "$@"; do
   esac
 done
 
-is_count() { [[ "$1" =~ ^[1-9][0-9]*$ ]]; }
 [[ -n "$count" ]] || { usage >&2; die "missing K (number of processes)"; }
-is_count "$count" || die "K=$count must be a positive integer"
-is_count "$devices" || die "--devices-per-process=$devices must be a positive integer"
-is_count "$grace" || die "--grace=$grace must be a positive integer"
-[[ -z "$port" ]] || is_count "$port" || die "--port=$port must be a port number"
+need_positive K "$count"
+need_positive --devices-per-process "$devices"
+need_positive --grace "$grace"
+[[ -z "$port" ]] || need_positive --port "$port" "a port number"
 
 python_bin="${PYTHON:-$(command -v python || command -v python3 || true)}"
 [[ -n "$python_bin" ]] || die "no python found; set PYTHON=/path/to/python"

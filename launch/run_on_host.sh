@@ -40,7 +40,7 @@ EOF
 }
 
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo="$repo_root"
 (($#)) || { usage >&2; exit 2; }
 case "$1" in
   -h|--help) usage; exit 0 ;;
@@ -52,21 +52,7 @@ venv="${repo}/.venv"
 jax_kind="tpu"
 data_dir=""
 log_dir="${HOME}/mimojax_logs"
-dry_run=0
-main_args=()
-while (($#)); do
-  case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --dry-run) dry_run=1 ;;
-    --venv=*) venv="${1#*=}" ;;
-    --jax=*) jax_kind="${1#*=}" ;;
-    --data-dir=*) data_dir="${1#*=}" ;;
-    --log-dir=*) log_dir="${1#*=}" ;;
-    --) shift; main_args+=("$@"); break ;;
-    *) main_args+=("$1") ;;
-  esac
-  shift
-done
+parse_options --venv=venv --jax=jax_kind --data-dir=data_dir --log-dir=log_dir -- "$@"
 
 run() {  # run CMD...: print it under --dry-run, else execute it
   if ((dry_run)); then quote "$@"; else "$@"; fi
@@ -87,7 +73,7 @@ case "$action" in
       google-cloud-storage
     ;;
   train)
-    ((${#main_args[@]})) || die "train needs mimojax.main flags (--config=... --workdir=...)"
+    need_main_args "train needs mimojax.main flags (--config=... --workdir=...)"
     log="${log_dir}/train-$(hostname).log"
     cmd=("${venv}/bin/python" -m mimojax.main "${main_args[@]}" --distributed)
     if ((dry_run)); then

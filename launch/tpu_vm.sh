@@ -67,27 +67,9 @@ workdir=""
 data_dir=""
 log_dir=""
 delete_at_end=0
-dry_run=0
-main_args=()
-while (($#)); do
-  case "$1" in
-    -h|--help) usage; exit 0 ;;
-    --dry-run) dry_run=1 ;;
-    --name=*) name="${1#*=}" ;;
-    --zone=*) zone="${1#*=}" ;;
-    --accelerator-type=*) accelerator="${1#*=}" ;;
-    --version=*) version="${1#*=}" ;;
-    --project=*) project="${1#*=}" ;;
-    --spot) spot=1 ;;
-    --workdir=*) workdir="${1#*=}" ;;
-    --data-dir=*) data_dir="${1#*=}" ;;
-    --log-dir=*) log_dir="${1#*=}" ;;
-    --delete-at-end) delete_at_end=1 ;;
-    --) shift; main_args+=("$@"); break ;;
-    *) main_args+=("$1") ;;
-  esac
-  shift
-done
+parse_options --name=name --zone=zone --accelerator-type=accelerator --version=version \
+  --project=project --spot --workdir=workdir --data-dir=data_dir --log-dir=log_dir \
+  --delete-at-end -- "$@"
 log_dir="${log_dir:-tpu_logs/${name}}"
 rest=()  # a --workdir among the mimojax flags counts as the option
 for arg in "${main_args[@]+"${main_args[@]}"}"; do
@@ -97,7 +79,7 @@ for arg in "${main_args[@]+"${main_args[@]}"}"; do
   esac
 done
 main_args=("${rest[@]+"${rest[@]}"}")
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+repo="$repo_root"
 archive="${TMPDIR:-/tmp}/mimojax-${name}.tar.gz"
 
 gcloud_common=(--zone="$zone")
@@ -135,7 +117,7 @@ do_setup() { on_all_workers 'bash ~/mimojax/launch/run_on_host.sh setup --jax=tp
 do_kill() { on_all_workers 'bash ~/mimojax/launch/run_on_host.sh kill'; }
 do_train() {
   need_workdir train
-  ((${#main_args[@]})) || die "train needs mimojax.main flags after -- (--config=...)"
+  need_main_args "train needs mimojax.main flags after -- (--config=...)"
   local data_flag=""
   [[ -z "$data_dir" ]] || data_flag=" --data-dir=$(quote "$data_dir")"
   do_kill

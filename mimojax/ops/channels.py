@@ -13,6 +13,7 @@ All sizes are static Python ints; a batch that does not divide raises ``ValueErr
 
 import numbers
 
+import einops
 import jax.numpy as jnp
 
 
@@ -37,14 +38,14 @@ def to_grid(x, m: int, n: int):
   _check_positive("m", m)
   _check_positive("n", n)
   _check_batch(x, m * n, "m*n")
-  return x.reshape((x.shape[0] // (m * n), m, n) + x.shape[1:])
+  return einops.rearrange(x, "(g m n) ... -> g m n ...", m=m, n=n)
 
 
 def from_grid(x):
   """Inverse of :func:`to_grid`: ``(G, m, n, ...) -> (G*m*n, ...)``."""
   if x.ndim < 3:
     raise ValueError(f"x must have shape (G, m, n, ...), got shape {x.shape}")
-  return x.reshape((x.shape[0] * x.shape[1] * x.shape[2],) + x.shape[3:])
+  return einops.rearrange(x, "g m n ... -> (g m n) ...")
 
 
 def _check_channels(num_channels: int, inputs_per_pass: int) -> None:
@@ -65,9 +66,8 @@ def assign_channels(x, num_channels: int, inputs_per_pass: int):
   """
   _check_channels(num_channels, inputs_per_pass)
   _check_batch(x, inputs_per_pass, "inputs_per_pass")
-  grouped = x.reshape((x.shape[0] // inputs_per_pass, inputs_per_pass) + x.shape[1:])
-  reps = (1, num_channels // inputs_per_pass) + (1,) * (x.ndim - 1)
-  return jnp.tile(grouped, reps)
+  return einops.repeat(jnp.asarray(x), "(g n) ... -> g (r n) ...", n=inputs_per_pass,
+                       r=num_channels // inputs_per_pass)
 
 
 def merge_replicas(y, num_channels: int, inputs_per_pass: int):
@@ -81,7 +81,5 @@ def merge_replicas(y, num_channels: int, inputs_per_pass: int):
   if y.ndim < 2 or y.shape[1] != num_channels:
     raise ValueError(
         f"y must have shape (B/n, num_channels = {num_channels}, ...), got shape {y.shape}")
-  replicas = num_channels // inputs_per_pass
-  split = y.reshape((y.shape[0], replicas, inputs_per_pass) + y.shape[2:])
-  merged = jnp.mean(split, axis=1)
-  return merged.reshape((y.shape[0] * inputs_per_pass,) + y.shape[2:])
+  replicas = einops.rearrange(y, "g (r n) ... -> r (g n) ...", n=inputs_per_pass)
+  return jnp.mean(replicas, axis=0)

@@ -42,6 +42,19 @@ def lines(text):
   return [line for line in text.splitlines() if line.strip()]
 
 
+def in_session(cmd, timeout, failure, **kwargs):
+  """Runs ``cmd`` in a new session: (returncode, stdout, stderr); after ``timeout`` seconds
+  the whole process group is killed and the test fails with ``failure``."""
+  proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, start_new_session=True,
+                          **kwargs)
+  try:
+    out, err = proc.communicate(timeout=timeout)
+  except subprocess.TimeoutExpired:
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(failure)
+  return proc.returncode, out, err
+
+
 # --- --help ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("script", SCRIPTS)
@@ -219,16 +232,12 @@ def fake_python(tmp_path):
 
 def test_local_processes_fails_and_kills_the_rest_when_one_fails(tmp_path, fake_python):
   env = dict(os.environ, PYTHON=fake_python, FAIL_ID="1")
-  proc = subprocess.Popen(
-      ["bash", os.path.join(LAUNCH, "local_processes.sh"), "3", "--grace=2",
-       "--config=x.py", f"--workdir={tmp_path / 'w'}"], env=env, stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True, start_new_session=True)
-  try:
-    out, err = proc.communicate(timeout=60)
-  except subprocess.TimeoutExpired:
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail("local_processes.sh did not stop the remaining processes")
-  assert proc.returncode == 1
+  returncode, _, err = in_session(
+      ["bash", os.path.join(LAUNCH, "local_processes.sh"), "3", "--grace=2", "--config=x.py",
+       f"--workdir={tmp_path / 'w'}"], 60,
+      "local_processes.sh did not stop the remaining processes", env=env,
+      stderr=subprocess.PIPE)
+  assert returncode == 1
   assert "process 1 exited with status 3" in err
   assert "process 0 exited with status 137" in err and "process 2 exited with status 137" in err
   logs = sorted(os.listdir(tmp_path / "w" / "logs"))
@@ -354,14 +363,10 @@ def test_local_processes_runs_the_readme_command_verbatim(tmp_path):
   env.update(PYTHON=sys.executable, TFDS_DATA_DIR=str(tfds_dir), PYTHONPATH=REPO,
              JAX_DISABLE_MOST_OPTIMIZATIONS="1", MIMOJAX_HEARTBEAT_TIMEOUT="10")
   command = f"launch/local_processes.sh 2 --config={STUDY}"
-  proc = subprocess.Popen(shlex.split(command), cwd=checkout, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, start_new_session=True)
-  try:
-    out, _ = proc.communicate(timeout=500)
-  except subprocess.TimeoutExpired:
-    os.killpg(proc.pid, signal.SIGKILL)
-    pytest.fail("the 2-process smoke run did not finish in 500 s")
-  assert proc.returncode == 0, out[-4000:]
+  returncode, out, _ = in_session(shlex.split(command), 500,
+                                  "the 2-process smoke run did not finish in 500 s",
+                                  cwd=checkout, env=env, stderr=subprocess.STDOUT)
+  assert returncode == 0, out[-4000:]
   (workdir,) = glob.glob(str(checkout / "runs" / "synthetic" / "*"))
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     rows = [json.loads(line) for line in f]

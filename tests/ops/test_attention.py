@@ -8,6 +8,7 @@ which keeps the file fast and checks jit compatibility throughout.
 
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -194,7 +195,7 @@ def test_softmax_dropout_fn_acts_on_weights():
 @pytest.mark.parametrize("r,d", [(10, 4), (16, 8)])  # truncated last block; two full blocks
 def test_gaussian_orthogonal_matrix_blocks(r, d):
   p = _projection(0, r, d)
-  assert p.shape == (r, d)
+  chex.assert_shape(p, (r, d))
   directions = p / np.linalg.norm(p, axis=-1, keepdims=True)
   for start in range(0, r, d):
     block = directions[start:start + d]  # the last block may be truncated
@@ -249,16 +250,21 @@ def test_favor_exp_kernel_gradient_finite_when_key_features_are_tiny():
   assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
 
 
+def _assert_favor_exp_matches_numpy(q, k, v, causal):
+  """FAVOR+ with exp features equals the float64 numpy form (stabilisers cancel)."""
+  p = _projection(0, 16, 8)
+  out = _favor(q, k, v, p, kernel="exp", causal=causal)
+  expected = _np_favor(q, k, v, lambda x: _np_exp_features(x, p), None, causal)
+  np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-5)
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_favor_exp_kernel_query_norms_far_apart(causal):
   """A query whose exponent is ~100 below another's must not underflow to an all-zero row
   (a stabiliser shared by all queries would zero it and return 0 instead of attention)."""
   q, k, v = (_normal(i, FLAT) for i in range(3))
   q[:, 0] *= 12.0  # position 0: exponents far below the other queries'
-  p = _projection(0, 16, 8)
-  out = _favor(q, k, v, p, kernel="exp", causal=causal)
-  expected = _np_favor(q, k, v, lambda x: _np_exp_features(x, p), None, causal)
-  np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-5)
+  _assert_favor_exp_matches_numpy(q, k, v, causal)
 
 
 def test_exp_kernel_estimates_softmax_kernel():
@@ -276,7 +282,7 @@ def test_dpfp_kernel_matches_definition(nu):
   x = _normal(0, (4, 5))
   out = np.asarray(attention.dpfp_kernel(x, nu=nu))
   d = x.shape[-1]
-  assert out.shape == (4, 2 * d * nu)
+  chex.assert_shape(out, (4, 2 * d * nu))
   r = np.concatenate([np.maximum(x, 0), np.maximum(-x, 0)], -1)
   for j in range(1, nu + 1):
     for i in range(2 * d):
@@ -302,11 +308,7 @@ def test_favor_matches_quadratic_form(causal, masked, length):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_favor_exp_kernel_stabiliser_cancels(causal):
-  q, k, v = (_normal(i, FLAT) for i in range(3))
-  p = _projection(0, 16, 8)
-  out = _favor(q, k, v, p, kernel="exp", causal=causal)
-  expected = _np_favor(q, k, v, lambda x: _np_exp_features(x, p), None, causal)
-  np.testing.assert_allclose(out, expected, rtol=1e-3, atol=1e-5)
+  _assert_favor_exp_matches_numpy(*(_normal(i, FLAT) for i in range(3)), causal)
 
 
 def test_favor_dpfp_kernel_and_value_dim():
@@ -359,9 +361,8 @@ def test_favor_s_matches_explicit_loops(grid, causal, masked):
   out_att, out_sup, _, _ = _np_favor_s(q, k, v, keys, lambda x: _np_relu_features(x, p), mask,
                                        causal)
   att, sup = _favor_s(q, k, v, keys, p, mask, causal=causal)
-  assert att.shape == q.shape and sup.shape == q.shape[:1] + q.shape[2:]
-  np.testing.assert_allclose(att, out_att, rtol=RTOL, atol=ATOL)
-  np.testing.assert_allclose(sup, out_sup, rtol=RTOL, atol=ATOL)
+  chex.assert_shape([att, sup], [q.shape, q.shape[:1] + q.shape[2:]])
+  chex.assert_trees_all_close((att, sup), (out_att, out_sup), rtol=RTOL, atol=ATOL)
 
 
 def test_favor_s_causal_across_chunks():
@@ -370,9 +371,8 @@ def test_favor_s_causal_across_chunks():
   p = _projection(2, 16, 8)
   out_att, out_sup, _, _ = _np_favor_s(q, k, v, keys, lambda x: _np_relu_features(x, p), mask,
                                        True)
-  att, sup = _favor_s(q, k, v, keys, p, mask, causal=True)
-  np.testing.assert_allclose(att, out_att, rtol=RTOL, atol=ATOL)
-  np.testing.assert_allclose(sup, out_sup, rtol=RTOL, atol=ATOL)
+  chex.assert_trees_all_close(_favor_s(q, k, v, keys, p, mask, causal=True),
+                              (out_att, out_sup), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -386,8 +386,8 @@ def test_favor_s_reduces_to_favor_with_ones_keys(causal, kernel):
   att, sup = _favor_s(q, k, v, ones, p, mask, kernel=kernel, causal=causal)
   expected = _favor(q[:, 0, 0], k[:, 0, 0], v[:, 0, 0], p, mask[:, 0, 0], kernel=kernel,
                     causal=causal)
-  np.testing.assert_allclose(att[:, 0, 0], expected, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(sup[:, 0], expected, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close((att[:, 0, 0], sup[:, 0]), (expected, expected), rtol=1e-5,
+                              atol=1e-6)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -402,9 +402,9 @@ def test_favor_s_exact_kernel_matches_explicit_loops(causal, masked):
     mask = _mask(8, q.shape[:-2], p_real=0.6)
     mask[:, :, :, 4] = False  # padded in every channel of every bundle
   out_att, out_sup, _, _ = _np_favor_s(q, k, v, keys, None, mask, causal)
-  att, sup = _favor_s(q, k, v, keys, None, mask, kernel="exact", causal=causal)
-  np.testing.assert_allclose(att, out_att, rtol=RTOL, atol=ATOL)
-  np.testing.assert_allclose(sup, out_sup, rtol=RTOL, atol=ATOL)
+  chex.assert_trees_all_close(_favor_s(q, k, v, keys, None, mask, kernel="exact",
+                                       causal=causal),
+                              (out_att, out_sup), rtol=RTOL, atol=ATOL)
 
 
 @pytest.mark.parametrize("causal", [False, True])
@@ -471,12 +471,13 @@ def test_favor_s_normalisers_and_mass_spread(causal):
   p = _projection(6, 16, 8)
   fn = _KERNELS["relu"](p)
   for normalisers, kernel in (
-      (functools.partial(attention.favor_s_normalisers, kernel_fn=fn), lambda x: _np_relu_features(x, p)),
+      (functools.partial(attention.favor_s_normalisers, kernel_fn=fn),
+       lambda x: _np_relu_features(x, p)),
       (attention.favor_s_exact_normalisers, None)):
     _, _, _, b_ref = _np_favor_s(q, k, v, keys, kernel, mask, causal)
     den = _jit(functools.partial(normalisers, mask=mask, causal=causal))(q, k, keys)
     b_rows = np.moveaxis(b_ref, 1, -1)  # (G, N, L, H, M)
-    assert den.shape == b_rows.shape
+    chex.assert_shape(den, b_rows.shape)
     ratio = np.asarray(den, np.float64) / b_rows
     np.testing.assert_allclose(ratio, np.broadcast_to(ratio[..., :1], ratio.shape), rtol=RTOL)
   spread = float(attention.bundle_mass_spread(den))
@@ -499,8 +500,8 @@ def test_padding_contributes_nothing(causal, kernel):
   p = _projection(6, 16, 8)
   att, sup = _favor_s(*short[:3], keys, p, short[3], kernel=kernel, causal=causal)
   att2, sup2 = _favor_s(q2, k2, v2, keys, p, mask, kernel=kernel, causal=causal)
-  np.testing.assert_allclose(np.asarray(att2)[:, :, :, :length], att, rtol=1e-4, atol=1e-5)
-  np.testing.assert_allclose(np.asarray(sup2)[:, :, :length], sup, rtol=1e-4, atol=1e-5)
+  chex.assert_trees_all_close((att2[:, :, :, :length], sup2[:, :, :length]), (att, sup),
+                              rtol=1e-4, atol=1e-5)
   flat = lambda x: x[:, 0, 0]
   out = _favor(*(flat(x) for x in short[:3]), p, flat(short[3]), kernel=kernel, causal=causal)
   out2 = _favor(flat(q2), flat(k2), flat(v2), p, flat(mask), kernel=kernel, causal=causal)

@@ -2,6 +2,7 @@
 
 import itertools
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,24 +11,24 @@ import pytest
 from mimojax.ops import binding
 
 
-def _circular_convolution(x, k):
-  """y[i] = sum_n k[n] x[(i - n) mod C] over the last axis, by an explicit loop."""
+def _circular(x, k, sign):
+  """y[i] = sum_n k[n] x[(i + sign*n) mod C] over the last axis, by an explicit loop."""
   c = x.shape[-1]
   y = np.zeros(np.broadcast_shapes(x.shape, k.shape), np.float64)
   for i in range(c):
     for n in range(c):
-      y[..., i] += k[..., n] * x[..., (i - n) % c]
+      y[..., i] += k[..., n] * x[..., (i + sign * n) % c]
   return y
+
+
+def _circular_convolution(x, k):
+  """y[i] = sum_n k[n] x[(i - n) mod C]."""
+  return _circular(x, k, -1)
 
 
 def _circular_correlation(s, k):
-  """y[i] = sum_n k[n] s[(i + n) mod C] over the last axis, by an explicit loop."""
-  c = s.shape[-1]
-  y = np.zeros(np.broadcast_shapes(s.shape, k.shape), np.float64)
-  for i in range(c):
-    for n in range(c):
-      y[..., i] += k[..., n] * s[..., (i + n) % c]
-  return y
+  """y[i] = sum_n k[n] s[(i + n) mod C]."""
+  return _circular(s, k, 1)
 
 
 def _torch_pwhrr(x, w):
@@ -46,7 +47,8 @@ def _torch_pwhrr(x, w):
 def test_rademacher_and_gaussian_keys():
   rng = jax.random.key(0)
   keys = binding.rademacher_keys(rng, (4, 4096))
-  assert keys.dtype == jnp.float32 and keys.shape == (4, 4096)
+  assert keys.dtype == jnp.float32
+  chex.assert_shape(keys, (4, 4096))
   assert set(np.unique(np.asarray(keys))) == {-1.0, 1.0}
   assert abs(float(jnp.mean(keys))) < 0.05
   gauss = binding.gaussian_keys(rng, (64, 512))
@@ -61,8 +63,8 @@ def test_map_bind_unbind_bipolar_exact():
   x = jnp.asarray(rng.normal(size=(3, 5, 16)).astype(np.float32))
   keys = binding.rademacher_keys(jax.random.key(1), (5, 16))
   bound = binding.map_bind(x, keys)
-  np.testing.assert_array_equal(np.asarray(bound), np.asarray(x) * np.asarray(keys))
-  np.testing.assert_array_equal(np.asarray(binding.map_unbind(bound, keys)), np.asarray(x))
+  chex.assert_trees_all_equal((bound, binding.map_unbind(bound, keys)),
+                              (np.asarray(x) * np.asarray(keys), x))
 
 
 def test_superpose_sums_channel_axis():
@@ -77,7 +79,8 @@ def test_hrr_bind_is_circular_convolution(c):
   x = rng.normal(size=(2, 3, c)).astype(np.float32)
   k = rng.normal(size=(3, c)).astype(np.float32)
   out = binding.hrr_bind(jnp.asarray(x), jnp.asarray(k))
-  assert out.dtype == jnp.float32 and out.shape == x.shape
+  assert out.dtype == jnp.float32
+  chex.assert_shape(out, x.shape)
   np.testing.assert_allclose(np.asarray(out), _circular_convolution(x, k), atol=1e-5)
   corr = binding.hrr_unbind(jnp.asarray(x), jnp.asarray(k))
   assert corr.dtype == jnp.float32
@@ -216,7 +219,7 @@ def test_circulant_product_is_circular_convolution():
   keys = rng.normal(size=(3, 7)).astype(np.float32)
   x = rng.normal(size=(5, 3, 7)).astype(np.float32)
   circ = np.asarray(binding.circulant(jnp.asarray(keys)))
-  assert circ.shape == (3, 7, 7)
+  chex.assert_shape(circ, (3, 7, 7))
   assert circ[1, 4, 2] == keys[1, 2] and circ[1, 0, 6] == keys[1, 1]  # [i, j] = k[(i - j) % D]
   expected = np.real(np.fft.ifft(np.fft.fft(x) * np.fft.fft(keys)))  # circular convolution
   np.testing.assert_allclose(np.einsum("bnj,nij->bni", x, circ), expected, rtol=1e-5,

@@ -1,5 +1,6 @@
 """Tests for mimojax.ops.channels against explicit index loops."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +17,7 @@ def _batch(b, *rest):
 def test_to_grid_index_order_and_round_trip(m, n):
   x = _batch(2 * m * n, 3, 2)
   grid = np.asarray(channels.to_grid(jnp.asarray(x), m, n))
-  assert grid.shape == (2, m, n, 3, 2)
+  chex.assert_shape(grid, (2, m, n, 3, 2))
   for g in range(2):
     for i in range(m):
       for j in range(n):
@@ -28,7 +29,7 @@ def test_to_grid_index_order_and_round_trip(m, n):
 def test_assign_channels_puts_input_k_mod_n_in_channel_k(num_channels, inputs_per_pass):
   x = _batch(3 * inputs_per_pass, 2, 2, 5)
   y = np.asarray(channels.assign_channels(jnp.asarray(x), num_channels, inputs_per_pass))
-  assert y.shape == (3, num_channels, 2, 2, 5)
+  chex.assert_shape(y, (3, num_channels, 2, 2, 5))
   for g in range(3):
     for k in range(num_channels):
       np.testing.assert_array_equal(y[g, k], x[g * inputs_per_pass + k % inputs_per_pass])
@@ -40,7 +41,7 @@ def test_merge_replicas_averages_replicas(num_channels, inputs_per_pass):
   groups = 3
   y = rng.normal(size=(groups, num_channels, 7)).astype(np.float32)
   out = np.asarray(channels.merge_replicas(jnp.asarray(y), num_channels, inputs_per_pass))
-  assert out.shape == (groups * inputs_per_pass, 7)
+  chex.assert_shape(out, (groups * inputs_per_pass, 7))
   for g in range(groups):
     for i in range(inputs_per_pass):
       replicas = [y[g, k] for k in range(num_channels) if k % inputs_per_pass == i]
@@ -66,7 +67,7 @@ def test_jit_and_vmap():
   np.testing.assert_array_equal(np.asarray(jitted(x)), np.asarray(x))
   seeds = jnp.stack([x, x + 1])
   out = jax.vmap(lambda v: channels.assign_channels(v, 4, 2))(seeds)
-  assert out.shape == (2, 4, 4, 3)
+  chex.assert_shape(out, (2, 4, 4, 3))
   np.testing.assert_array_equal(np.asarray(out[1]),
                                 np.asarray(channels.assign_channels(x + 1, 4, 2)))
 

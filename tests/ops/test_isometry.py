@@ -1,5 +1,6 @@
 """Tests for mimojax.ops.isometry against the brute-force Eq. 25 (reference invariant 4)."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,7 +48,7 @@ def test_gram_and_penalty_match_brute_force(shape, stride, gram_size):
   kernel = jnp.asarray(rng.normal(size=shape).astype(np.float32) * 0.3)
   gram = np.asarray(isometry.conv_gram(kernel, stride))
   c = min(shape[2], shape[3])
-  assert gram.shape == (c, c, gram_size, gram_size)
+  chex.assert_shape(gram, (c, c, gram_size, gram_size))
   np.testing.assert_allclose(gram, _brute_gram(kernel, stride), rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(float(isometry.conv_isometry_penalty(kernel, stride)),
                              _brute_penalty(kernel, stride), rtol=1e-6)

@@ -1,5 +1,6 @@
 """Tests for mimojax.ops.losses against numpy formulas."""
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,7 +98,8 @@ def test_mixup_one_lambda_one_permutation_and_beta_distribution():
   draws = jax.jit(jax.vmap(lambda key: losses.mixup(key, x, labels, alpha)))(
       jax.random.split(jax.random.key(0), 2000))
   mixed, labels_a, labels_b, lams = (np.asarray(v) for v in draws)
-  assert lams.shape == (2000,) and lams.dtype == np.float32
+  chex.assert_shape(lams, (2000,))
+  assert lams.dtype == np.float32
   assert np.all((lams >= 0) & (lams <= 1))
   assert np.mean(lams) == pytest.approx(0.5, abs=0.03)
   assert np.var(lams) == pytest.approx(0.25 / (2 * alpha + 1), rel=0.1)  # Beta(a, a) variance
