@@ -107,6 +107,13 @@ class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     del config, data_config
     return None
 
+  def labelled_info(self, **inputs: tfds.features.Tensor) -> tfds.core.DatasetInfo:
+    """Info of examples ``{**inputs, "label": int32[]}``, kept in generation order."""
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            **inputs, "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
+        disable_shuffling=True)
+
 
 def check_split_sizes(task: str, config: tfds.core.BuilderConfig) -> None:
   """ValueError unless every ``num_*`` split size of ``config`` is >= 1."""
@@ -202,11 +209,7 @@ class ListOps(Builder):
     check_split_sizes(cls.name, config)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "inputs": tfds.features.Tensor(shape=(None,), dtype=np.uint8),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
-        disable_shuffling=True)
+    return self.labelled_info(inputs=tfds.features.Tensor(shape=(None,), dtype=np.uint8))
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -246,11 +249,7 @@ class PathfinderGen(Builder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     size = pathfinder.Params.size
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "inputs": tfds.features.Tensor(shape=(size * size,), dtype=np.uint8),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
-        disable_shuffling=True)
+    return self.labelled_info(inputs=tfds.features.Tensor(shape=(size * size,), dtype=np.uint8))
 
   def _split_generators(self, dl_manager):
     del dl_manager

@@ -264,11 +264,7 @@ class LraRetrieval(_ReleaseBuilder):
 
   def _info(self) -> tfds.core.DatasetInfo:
     document = tfds.features.Tensor(shape=(None,), dtype=np.uint8)
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "inputs": document, "inputs2": document,
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
-        disable_shuffling=True)
+    return self.labelled_info(inputs=document, inputs2=document)
 
   def _split_generators(self, dl_manager):
     folder = os.path.join(os.fspath(dl_manager.manual_dir), "tsv_data")
@@ -304,11 +300,8 @@ class LraPathfinder(_ReleaseBuilder):
     return os.path.join("pathfinder32", config.folder, "metadata")
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "inputs": tfds.features.Tensor(shape=(IMAGE_SIZE * IMAGE_SIZE,), dtype=np.uint8),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
-        disable_shuffling=True)
+    pixels = tfds.features.Tensor(shape=(IMAGE_SIZE * IMAGE_SIZE,), dtype=np.uint8)
+    return self.labelled_info(inputs=pixels)
 
   def _split_generators(self, dl_manager):
     directory = os.path.join(os.fspath(dl_manager.manual_dir), "pathfinder32",
