@@ -34,8 +34,8 @@ pixels (most of a Pathfinder image); these ids reproduce that when the model mas
 Text and Image read tfds's own builders (``TEXT_TFDS``, ``IMAGE_TFDS``) with
 ``sources.tfds_split`` (array_record; preparing them needs internet and TensorFlow, reading
 them does not). Retrieval and Pathfinder are tfds builders here that convert the release
-files from a manual directory once. Missing data
-raises ``FileNotFoundError`` with a one-line message saying what to put where.
+files from a manual directory once. Missing data raises ``FileNotFoundError`` with a
+one-line message saying what to put where.
 """
 
 import dataclasses
