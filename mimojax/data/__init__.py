@@ -1,15 +1,16 @@
-"""Data for mimojax: tfds builders and grain pipelines (never imports jax).
+"""Data for mimojax: tfds builders, grain sources and pipelines (never imports jax).
 
-Tasks (``data.name``): the generated ``assoc_recall``, ``induction_head``, ``listops`` and
-``pathfinder_gen`` (``builders``, ``synthetic``, ``listops``, ``pathfinder``), and the Long
-Range Arena tasks with outside data ``lra_text`` (tfds imdb_reviews), ``lra_image`` (tfds
-cifar10), ``lra_retrieval`` and ``lra_pathfinder`` (LRA release files from a manual
-directory), see ``lra``; and the image datasets of ``images`` (tfds ``cifar10``,
-``cifar100``, ``mnist``, ``svhn_cropped``; offline ``mnist_5k`` and ``digits``).
+``TASKS`` (``tasks``) maps every ``data.name`` to a ``Task(load, info)``: how a split loads
+as a random-access source and what its ``DataInfo`` is. The generated tasks
+``assoc_recall``, ``induction_head``, ``listops`` and ``pathfinder_gen`` are tfds builders
+here (``builders``, ``synthetic``, ``listops``, ``pathfinder``); the Long Range Arena tasks
+with outside data are ``lra_text``, ``lra_image``, ``lra_retrieval`` and ``lra_pathfinder``
+(``lra``); the image datasets are ``cifar10``, ``cifar100``, ``mnist``, ``svhn_cropped``,
+``mnist_5k`` and ``digits`` (``images``). The sources grain reads are in ``sources``.
 
-Public API (CONTRACT item 3):
-  ``load_split(data_config, split) -> (source, DataInfo)``; the ``data_config`` fields are
-  documented in ``mimojax.data.builders``.
+Public API:
+  ``load_split(data_config, split) -> (source, DataInfo)``: one split of the task named by
+  ``data_config`` (a ``DataConfig``; fields in ``tasks``), built and cached on first use.
   ``train_batches(source, batch_size, seed, process_index=0, process_count=1,
   augment=None)``: infinite, shuffled, checkpointable (``get_state``/``set_state``) grain
   iterator of this process's slice of each global batch, with optional augmentation.
@@ -17,24 +18,25 @@ Public API (CONTRACT item 3):
   (image datasets with ``data.augment``), else None.
   ``eval_batches(source, batch_size, process_index=0, process_count=1)``: finite, ordered,
   padded batches with a ``valid`` mask.
+  ``DATASETS``: every ``data.name``; ``TASKS``; ``DataInfo``.
 """
 
 from mimojax.data import images
-from mimojax.data.builders import DATASETS
-from mimojax.data.builders import load_split
 from mimojax.data.info import DataInfo
 from mimojax.data.pipeline import eval_batches
 from mimojax.data.pipeline import train_batches
+from mimojax.data.tasks import DATASETS
+from mimojax.data.tasks import TASKS
+from mimojax.data.tasks import load_split
 
 
 def train_augmentation(data_config):
-  """``images.augmentation(data.name)`` for image datasets when ``data.augment`` is true
-  (missing -> true), else None."""
-  name = data_config.get("name")
-  if name in images.IMAGE_DATASETS and data_config.get("augment", True):
-    return images.augmentation(name)
+  """``images.augmentation(data.name)`` for image datasets when ``data.augment`` is true, else
+  None."""
+  if data_config.name in images.IMAGE_DATASETS and data_config.augment:
+    return images.augmentation(data_config.name)
   return None
 
 
-__all__ = ["DATASETS", "DataInfo", "load_split", "train_augmentation", "train_batches",
-           "eval_batches"]
+__all__ = ["DATASETS", "DataInfo", "TASKS", "eval_batches", "load_split",
+           "train_augmentation", "train_batches"]

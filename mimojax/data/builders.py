@@ -1,8 +1,8 @@
-"""tfds builders for the generated tasks, and ``load_split`` (config -> random-access source).
+"""tfds builders of the tasks built here, and how ``data_config`` configures and prepares them.
 
-Builders (``tfds.core.GeneratorBasedBuilder``, written as array_record and read with
-``as_data_source``, so TensorFlow is never imported). Generation is deterministic given the
-config (seed included), shows tqdm progress, and is cached by tfds under
+A builder (``Builder``, a ``tfds.core.GeneratorBasedBuilder``) is written as array_record and
+read with ``as_data_source``, so TensorFlow is never imported. Generation is deterministic
+given the builder config (seed included), shows tqdm progress, and is cached by tfds under
 ``<data_dir>/<builder>/<config>/<version>``; a file lock next to that directory lets several
 processes on one machine share a ``data_dir`` (one builds, the others wait and read).
 
@@ -29,36 +29,15 @@ builder            config       contents
 ``lra_retrieval``  ``aan``      LRA release AAN TSVs from a manual directory (``lra``)
 =================  ===========  =====================================================
 
-Download-backed tasks read tfds's own prepared builders instead (``lra``): ``lra_text``
-(``imdb_reviews/plain_text``) and ``lra_image`` (``cifar10``).
-
 Splits: ``train`` / ``test`` for the synthetics (the reference evaluates on test),
-``train`` / ``validation`` / ``test`` for every other task (Text: validation = test, as in
-LRA). ListOps tokens, retrieval documents and pixels are stored compactly (uint8);
-``load_split`` returns a view that makes int32 ids and right-pads to ``seq_len`` with id 0.
-The synthetic splits (a few hundred KB) are read once into memory (``sources.in_memory``):
-batches come 2.5x faster than with every example decoded on each read
-(``benchmarks/input_pipeline.py``, 2 CPU cores).
+``train`` / ``validation`` / ``test`` for the others. ListOps tokens, retrieval documents
+and pixels are stored compactly (uint8); the task table (``tasks``) reads them through views
+that make int32 ids.
 
-``data_config`` fields read by ``load_split`` (an ``ml_collections.ConfigDict``):
-  name:     "assoc_recall" | "induction_head" | "listops" | "pathfinder_gen" |
-            "lra_text" | "lra_image" | "lra_retrieval" | "lra_pathfinder".
-  data_dir: tfds data dir; None -> tfds default (``$TFDS_DATA_DIR`` or ~/tensorflow_datasets).
-  variant:  builder config name (table above); missing or None -> the first one listed
-            (lra_text / lra_image have none).
-  seed:     generator seed (lra_pathfinder: split seed); missing or None -> the variant's (0).
-  manual_dir: lra_retrieval / lra_pathfinder: the extracted LRA release folder (holding
-            ``tsv_data/``, ``pathfinder32/``); None -> ``<data_dir>/downloads/manual``.
-  Optional overrides, missing or None -> the variant's value: for the synthetics
-  ``vocab_size``, ``input_seq_len``, ``num_train``, ``num_test``; for ListOps
-  ``min_length``, ``max_length``, ``seq_len``, ``max_depth``, ``max_args``, ``num_train``,
-  ``num_validation``, ``num_test``; for pathfinder_gen ``contour_length``, ``num_train``,
-  ``num_validation``, ``num_test``. A seed or override that differs from the variant builds a
-  separate cached config named ``<variant>-<field><value>...`` (e.g. ``L128-seed3``).
-  View fields (not part of the cached data): ``max_length`` for lra_text (None -> 4000) and
-  lra_retrieval (None -> 4000, at most 4000): bytes kept per document; ``seq_len`` for those
-  two (None -> max_length, >= max_length) and for the pixel tasks (None -> 1024, >= 1024):
-  the padded length.
+``builder_config(cls, data_config)``: ``data.variant`` names the config (empty -> the first
+one listed); each field of the builder's ``OVERRIDES`` that ``data_config`` sets (not None)
+to another value than the variant's replaces it, in a separate cached config named
+``<variant>-<field><value>...`` (e.g. ``L128-seed3``).
 """
 
 import dataclasses
@@ -70,16 +49,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 import tqdm
 
-from mimojax.data import images
 from mimojax.data import listops
-from mimojax.data import lra
 from mimojax.data import pathfinder
-from mimojax.data import sources
 from mimojax.data import synthetic
-from mimojax.data.info import DataInfo
-
-_VERSION = tfds.core.Version("1.0.0")
-_RELEASE_NOTES = {"1.0.0": "Initial release."}
 
 
 @dataclasses.dataclass(eq=False)
@@ -116,15 +88,60 @@ class PathfinderGenConfig(tfds.core.BuilderConfig):
   seed: int = 0
 
 
-class _SyntheticsBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+class Builder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+  """A task's tfds builder: which ``data_config`` fields override its configs, the checks of
+  a config, and where the files it converts are."""
+
+  VERSION = tfds.core.Version("1.0.0")
+  RELEASE_NOTES = {"1.0.0": "Initial release."}
+  OVERRIDES: tuple[str, ...] = ()
+
+  @classmethod
+  def check(cls, config: tfds.core.BuilderConfig) -> None:
+    """One-line ValueError naming the field of a config it cannot build."""
+    del config
+
+  @classmethod
+  def manual_dir(cls, config: tfds.core.BuilderConfig, data_config) -> str | None:
+    """The folder holding the files it converts; None: it generates its data."""
+    del config, data_config
+    return None
+
+  def labelled_info(self, **inputs: tfds.features.Tensor) -> tfds.core.DatasetInfo:
+    """Info of examples ``{**inputs, "label": int32[]}``, kept in generation order."""
+    return self.dataset_info_from_configs(
+        features=tfds.features.FeaturesDict({
+            **inputs, "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
+        disable_shuffling=True)
+
+
+def check_split_sizes(task: str, config: tfds.core.BuilderConfig) -> None:
+  """ValueError unless every ``num_*`` split size of ``config`` is >= 1."""
+  sizes = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+           if f.name.startswith("num_")}
+  if min(sizes.values()) < 1:
+    raise ValueError(f"data.{'/'.join(sizes)}={tuple(sizes.values())} for {task}; each must "
+                     "be >= 1")
+
+
+class _SyntheticsBuilder(Builder, skip_registration=True):
   """Shared builder body of the two in-context-learning synthetics."""
 
-  VERSION = _VERSION
-  RELEASE_NOTES = _RELEASE_NOTES
   TASK = ""
+  OVERRIDES = ("seed", "vocab_size", "input_seq_len", "num_train", "num_test")
+
+  @classmethod
+  def check(cls, config: SyntheticsConfig) -> None:
+    synthetic.check_sizes(cls.TASK, config.num_train, config.num_test, config.input_seq_len,
+                          config.vocab_size)
+
+  @classmethod
+  def sequence_length(cls, config: SyntheticsConfig) -> int:
+    """Length of the inputs (and targets): the sequence minus its last token."""
+    return config.input_seq_len + (2 if cls.TASK == "assoc_recall" else 1)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    length = self.builder_config.input_seq_len + (2 if self.TASK == "assoc_recall" else 1)
+    length = self.sequence_length(self.builder_config)
     tokens = tfds.features.Tensor(shape=(length,), dtype=np.int32)
     return self.dataset_info_from_configs(
         features=tfds.features.FeaturesDict({
@@ -166,12 +183,12 @@ class InductionHead(_SyntheticsBuilder):
   ]
 
 
-class ListOps(tfds.core.GeneratorBasedBuilder):
+class ListOps(Builder):
   """LRA ListOps re-generated with a private seeded sampler, see ``listops``."""
 
   name = "listops"
-  VERSION = _VERSION
-  RELEASE_NOTES = _RELEASE_NOTES
+  OVERRIDES = ("seed", "min_length", "max_length", "seq_len", "max_depth", "max_args",
+               "num_train", "num_validation", "num_test")
   BUILDER_CONFIGS = [
       ListOpsConfig(name="full"),
       ListOpsConfig(name="L500", min_length=100, max_length=500, seq_len=500,
@@ -182,12 +199,17 @@ class ListOps(tfds.core.GeneratorBasedBuilder):
                     num_train=512, num_validation=64, num_test=64),
   ]
 
+  @classmethod
+  def check(cls, config: ListOpsConfig) -> None:
+    listops.check_bounds(config.min_length, config.max_length, config.max_depth,
+                         config.max_args)
+    if config.seq_len < config.max_length - 1:
+      raise ValueError(f"data.seq_len={config.seq_len}; must be >= max_length - 1 = "
+                       f"{config.max_length - 1}")
+    check_split_sizes(cls.name, config)
+
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "inputs": tfds.features.Tensor(shape=(None,), dtype=np.uint8),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
-        disable_shuffling=True)
+    return self.labelled_info(inputs=tfds.features.Tensor(shape=(None,), dtype=np.uint8))
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -208,26 +230,26 @@ class ListOps(tfds.core.GeneratorBasedBuilder):
       yield i, {"inputs": np.asarray(ids, np.uint8), "label": np.int32(label)}
 
 
-class PathfinderGen(tfds.core.GeneratorBasedBuilder):
+class PathfinderGen(Builder):
   """Pathfinder-32 from our own seeded generator (``pathfinder``): image i of the stream
   ``seed`` is train example i, then validation, then test; pixels stored as uint8[1024]."""
 
   name = "pathfinder_gen"
-  VERSION = _VERSION
-  RELEASE_NOTES = _RELEASE_NOTES
+  OVERRIDES = ("seed", "contour_length", "num_train", "num_validation", "num_test")
   BUILDER_CONFIGS = [
       PathfinderGenConfig(name="pf32"),
       PathfinderGenConfig(name="tiny", num_train=64, num_validation=16, num_test=16),
   ]
   PARALLEL_FROM = 5_000  # images; smaller sets are generated in-process
 
+  @classmethod
+  def check(cls, config: PathfinderGenConfig) -> None:
+    pathfinder.check_params(pathfinder.lra_params(config.contour_length))
+    check_split_sizes(cls.name, config)
+
   def _info(self) -> tfds.core.DatasetInfo:
     size = pathfinder.Params.size
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "inputs": tfds.features.Tensor(shape=(size * size,), dtype=np.uint8),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
-        disable_shuffling=True)
+    return self.labelled_info(inputs=tfds.features.Tensor(shape=(size * size,), dtype=np.uint8))
 
   def _split_generators(self, dl_manager):
     del dl_manager
@@ -251,89 +273,39 @@ class PathfinderGen(tfds.core.GeneratorBasedBuilder):
       yield i, {"inputs": image.reshape(-1), "label": np.int32(label)}
 
 
-def _padded_classification(example: dict, seq_len: int) -> dict:
-  """Right-pads ``inputs`` with 0 to ``seq_len``; int32 arrays (CONTRACT item 2)."""
-  return {"inputs": listops.pad(example["inputs"], seq_len),
-          "label": np.asarray(example["label"], np.int32)}
 
 
-_BUILDERS = {"assoc_recall": AssocRecall, "induction_head": InductionHead, "listops": ListOps,
-             "pathfinder_gen": PathfinderGen, "lra_retrieval": lra.LraRetrieval,
-             "lra_pathfinder": lra.LraPathfinder}
-_OVERRIDES = {
-    AssocRecall: ("seed", "vocab_size", "input_seq_len", "num_train", "num_test"),
-    InductionHead: ("seed", "vocab_size", "input_seq_len", "num_train", "num_test"),
-    ListOps: ("seed", "min_length", "max_length", "seq_len", "max_depth", "max_args",
-              "num_train", "num_validation", "num_test"),
-    PathfinderGen: ("seed", "contour_length", "num_train", "num_validation", "num_test"),
-    lra.LraRetrieval: (),
-    lra.LraPathfinder: ("seed",),
-}
-_MANUAL = (lra.LraRetrieval, lra.LraPathfinder)
-_VIEWED = ("lra_text", "lra_image", "lra_retrieval", "lra_pathfinder", "pathfinder_gen")
-_PIXELS = pathfinder.Params.size ** 2
-# every data.name load_split accepts
-DATASETS = tuple(sorted(_BUILDERS)) + tuple(lra.TFDS_SPLITS) + images.IMAGE_DATASETS
-
-
-def builder_config(data_config) -> tuple[type, tfds.core.BuilderConfig]:
-  """Builder class and config named by ``data_config`` (variant + seed + overrides)."""
-  name = data_config.get("name")
-  if name not in _BUILDERS:
-    raise ValueError(f"data.name={name!r}; allowed: {list(DATASETS)}"
-                     + (f" ({name} reads tfds's own builder, no generation)"
-                        if name in DATASETS else ""))
-  cls = _BUILDERS[name]
+def builder_config(cls: type[Builder], data_config) -> tfds.core.BuilderConfig:
+  """The config of builder ``cls`` that ``data_config`` names (variant + overrides), checked."""
   configs = {c.name: c for c in cls.BUILDER_CONFIGS}
-  variant = data_config.get("variant") or cls.BUILDER_CONFIGS[0].name
+  variant = data_config.variant or cls.BUILDER_CONFIGS[0].name
   if variant not in configs:
-    raise ValueError(f"data.variant={variant!r} for {name}; allowed: {list(configs)}")
+    raise ValueError(f"data.variant={variant!r} for {cls.name}; allowed: {list(configs)}")
   base = configs[variant]
   changes = {}
-  for field in _OVERRIDES[cls]:
-    value = data_config.get(field)
+  for field in cls.OVERRIDES:
+    value = getattr(data_config, field)
     if value is not None and value != getattr(base, field):
-      changes[field] = int(value)
+      changes[field] = value
   config = base
   if changes:
     suffix = "-".join(f"{k}{v}" for k, v in changes.items())
     config = dataclasses.replace(base, name=f"{variant}-{suffix}", **changes)
-  if cls is ListOps:
-    listops.check_bounds(config.min_length, config.max_length, config.max_depth,
-                         config.max_args)
-    if config.seq_len < config.max_length - 1:
-      raise ValueError(f"data.seq_len={config.seq_len}; must be >= max_length - 1 = "
-                       f"{config.max_length - 1}")
-  elif cls is PathfinderGen:
-    pathfinder.check_params(pathfinder.lra_params(config.contour_length))
-    _check_sizes(name, config.num_train, config.num_validation, config.num_test)
-  elif cls not in _MANUAL:
-    synthetic.check_sizes(cls.TASK, config.num_train, config.num_test, config.input_seq_len,
-                          config.vocab_size)
-  return cls, config
+  cls.check(config)
+  return config
 
 
-def _check_sizes(name: str, *sizes: int) -> None:
-  if min(sizes) < 1:
-    raise ValueError(f"data.num_train/num_validation/num_test={sizes} for {name}; "
-                     "each must be >= 1")
-
-
-def prepare(data_config) -> tfds.core.DatasetBuilder:
-  """The prepared tfds builder for ``data_config``: generated once, under a file lock so that
+def prepare(cls: type[Builder], data_config) -> Builder:
+  """The prepared builder ``cls`` for ``data_config``: built once, under a file lock so that
   concurrent processes sharing a ``data_dir`` wait for the first instead of racing."""
-  cls, config = builder_config(data_config)
-  make = functools.partial(cls, config=config, data_dir=data_config.get("data_dir"),
+  config = builder_config(cls, data_config)
+  make = functools.partial(cls, config=config, data_dir=data_config.data_dir,
                            file_format="array_record")
   builder = make()
   if builder.is_prepared():
     return builder
-  download_config = tfds.download.DownloadConfig(try_download_gcs=False)
-  if cls in _MANUAL:
-    release = lra.find_release(data_config.get("name"), data_config.get("manual_dir"),
-                               data_config.get("data_dir"), cls.required(config))
-    download_config = tfds.download.DownloadConfig(try_download_gcs=False,
-                                                   manual_dir=release)
+  download_config = tfds.download.DownloadConfig(
+      try_download_gcs=False, manual_dir=cls.manual_dir(config, data_config))
   lock_path = os.fspath(builder.data_dir).rstrip("/") + ".lock"
   os.makedirs(os.path.dirname(lock_path), exist_ok=True)
   with open(lock_path, "w") as lock:
@@ -346,79 +318,3 @@ def prepare(data_config) -> tfds.core.DatasetBuilder:
     finally:
       fcntl.flock(lock, fcntl.LOCK_UN)
   return builder
-
-
-def load_split(data_config, split: str):
-  """(random-access source, DataInfo) for one split of the task named by ``data_config``.
-
-  Generates (or converts) and caches the dataset on first use. Examples follow CONTRACT
-  item 2: lm tasks {"inputs", "targets": int32[L], "weights": float32[L]}, classification
-  {"inputs": int32[L] (0 = pad), "label": int32[]}, dual (lra_retrieval) {"inputs",
-  "inputs2": int32[L], "label": int32[]}.
-  """
-  name = data_config.get("name")
-  if name in images.IMAGE_DATASETS:
-    return images.load_image_split(data_config, split)
-  if name in lra.TFDS_SPLITS:
-    return _load_tfds_task(data_config, split)
-  lengths = _lengths(data_config) if name in _VIEWED else None
-  builder = prepare(data_config)
-  available = list(builder.info.splits)
-  if split not in available:
-    raise ValueError(f"split={split!r} for {builder.name}; allowed: {available}")
-  raw = builder.as_data_source(split)
-  cfg = builder.builder_config
-  if isinstance(builder, ListOps):
-    info = DataInfo(vocab_size=listops.VOCAB_SIZE, num_classes=listops.NUM_CLASSES,
-                    seq_len=cfg.seq_len, task_type="classification", num_examples=len(raw))
-    return lra.MappedSource(raw, functools.partial(_padded_classification,
-                                                   seq_len=cfg.seq_len)), info
-  if isinstance(builder, lra.LraRetrieval):
-    max_length, seq_len = lengths
-    info = DataInfo(vocab_size=lra.BYTE_VOCAB_SIZE, num_classes=2, seq_len=seq_len,
-                    task_type="dual", num_examples=len(raw))
-    return lra.MappedSource(raw, lra.PairExample(max_length, seq_len)), info
-  if isinstance(builder, (PathfinderGen, lra.LraPathfinder)):
-    seq_len = lengths[1]
-    info = DataInfo(vocab_size=lra.PIXEL_VOCAB_SIZE, num_classes=pathfinder.NUM_CLASSES,
-                    seq_len=seq_len, task_type="classification", num_examples=len(raw))
-    return lra.MappedSource(raw, lra.PixelExample(seq_len)), info
-  seq_len = builder.info.features["inputs"].shape[0]
-  info = DataInfo(vocab_size=cfg.vocab_size, num_classes=cfg.vocab_size, seq_len=seq_len,
-                  task_type="lm", num_examples=len(raw))
-  return sources.in_memory(raw), info
-
-
-def _lengths(data_config) -> tuple:
-  """(max_length, seq_len) of the LRA views (module doc); max_length is None for pixels."""
-  name, seq_len = data_config.get("name"), data_config.get("seq_len")
-  if name in ("lra_text", "lra_retrieval"):
-    max_length = data_config.get("max_length")
-    max_length = lra.TEXT_MAX_LENGTH if max_length is None else int(max_length)
-    seq_len = max_length if seq_len is None else int(seq_len)
-    lra.check_lengths(name, max_length, seq_len,
-                      lra.RETRIEVAL_MAX_LENGTH if name == "lra_retrieval" else None)
-    return max_length, seq_len
-  seq_len = _PIXELS if seq_len is None else int(seq_len)
-  if seq_len < _PIXELS:
-    raise ValueError(f"data.seq_len={seq_len} for {name}; must be >= {_PIXELS} (32 x 32 "
-                     "pixels)")
-  return None, seq_len
-
-
-def _load_tfds_task(data_config, split: str):
-  """lra_text / lra_image: a view over tfds's own prepared builder (see ``lra``)."""
-  name = data_config.get("name")
-  if data_config.get("variant"):
-    raise ValueError(f"data.variant={data_config.get('variant')!r} for {name}; it has no "
-                     "variants (leave it empty)")
-  max_length, seq_len = _lengths(data_config)
-  raw = lra.tfds_source(name, split, data_config.get("data_dir"))
-  if name == "lra_text":
-    transform, vocab_size, num_classes = (lra.TextExample(max_length, seq_len),
-                                          lra.BYTE_VOCAB_SIZE, 2)
-  else:
-    transform, vocab_size, num_classes = lra.ImageExample(seq_len), lra.PIXEL_VOCAB_SIZE, 10
-  info = DataInfo(vocab_size=vocab_size, num_classes=num_classes, seq_len=seq_len,
-                  task_type="classification", num_examples=len(raw))
-  return lra.MappedSource(raw, transform), info

@@ -41,13 +41,13 @@ import importlib.util
 import os
 
 import numpy as np
-import tensorflow_datasets as tfds
 
+from mimojax.data import sources
 from mimojax.data.info import DataInfo
-from mimojax.data.sources import ArraySource
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.2
+_OFFLINE_HINT = " Offline alternatives: data.name='mnist_5k' or 'digits'."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,26 +213,15 @@ def _offline_arrays(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   return out
 
 
-class TfdsImageSource:
-  """Random-access view of a tfds image split (rows ``start:stop``), preprocessed per item."""
+@dataclasses.dataclass(frozen=True)
+class TfdsImageExample:
+  """tfds example {"image": uint8[H, W, C], "label"} -> {"inputs": float32 (``preprocess``),
+  "label": int32}."""
+  spec: ImageSpec
 
-  def __init__(self, raw, spec: ImageSpec, start: int = 0, stop: int | None = None):
-    self._raw, self._spec = raw, spec
-    self._start = start
-    self._stop = len(raw) if stop is None else stop
-
-  def __len__(self) -> int:
-    return self._stop - self._start
-
-  def __getitem__(self, index: int) -> dict:
-    if not 0 <= index < len(self):
-      raise IndexError(f"index {index} out of range for {len(self)} examples")
-    example = self._raw[self._start + index]
-    image = preprocess(to_unit_range(example["image"], 255.0), self._spec)
+  def __call__(self, example: dict) -> dict:
+    image = preprocess(to_unit_range(example["image"], 255.0), self.spec)
     return {"inputs": image, "label": np.asarray(example["label"], np.int32)}
-
-  def __repr__(self) -> str:
-    return f"TfdsImageSource({self._raw!r}, rows {self._start}:{self._stop})"
 
 
 def _spec(name: str) -> ImageSpec:
@@ -241,50 +230,35 @@ def _spec(name: str) -> ImageSpec:
   return SPECS[name]
 
 
-def _tfds_split(name: str, split: str, data_dir):
-  """The array_record data source of a prepared tfds split, or a FileNotFoundError that
-  says how to prepare it."""
-  try:
-    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
-  except Exception as e:  # tfds raises several types for "not prepared here"
-    where = data_dir or os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets"
-    raise FileNotFoundError(
-        f"tfds dataset {name!r} (split {split!r}) is not prepared as array_record in {where}. "
-        f"Prepare it once on a machine with internet access and TensorFlow (tfds encodes "
-        f"images with it; reading needs neither): pip install tensorflow-cpu && python -c "
-        f"\"import tensorflow_datasets as tfds; tfds.builder('{name}', data_dir={data_dir!r}, "
-        f"file_format='array_record').download_and_prepare()\" (prepared elsewhere: copy its "
-        f"{name}/ folder into {where}). Offline alternatives: data.name='mnist_5k' or 'digits'. "
-        f"(tfds said: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from e
-
-
-def load_image_split(data_config, split: str):
-  """``(source, ImageDataInfo)`` for one split of the image dataset named by ``data_config``
-  (fields ``name``, ``data_dir``, optional ``validation_size``; CONTRACT item 3)."""
-  name = data_config.get("name")
+def load_source(data_config, split: str):
+  """Source of split ``split`` of the image dataset ``data_config.name`` (fields ``name``,
+  ``data_dir``, ``validation_size``)."""
+  name = data_config.name
   spec = _spec(name)
-  validation = int(data_config.get("validation_size", 0) or 0)
+  validation = data_config.validation_size
   allowed = ("train", "validation", "test") if validation > 0 else ("train", "test")
   if split not in allowed:
     raise ValueError(f"split={split!r} for {name}; allowed: {list(allowed)}"
                      + ("" if validation else " (set data.validation_size > 0 for validation)"))
   base = "test" if split == "test" else "train"
   if spec.source == "tfds":
-    raw = _tfds_split(name, base, data_config.get("data_dir"))
-    make = functools.partial(TfdsImageSource, raw, spec)
-    total = len(raw)
+    raw = sources.tfds_split(name, name, base, data_config.data_dir, hint=_OFFLINE_HINT)
+    source = sources.MappedSource(raw, TfdsImageExample(spec))
   else:
     images, labels = _offline_arrays(name)[base]
-    make = functools.partial(ArraySource, {"inputs": images, "label": labels})
-    total = len(labels)
-  if base == "train" and validation:
-    if validation >= total:
-      raise ValueError(f"data.validation_size={validation} must be < {total} train examples")
-    cut = total - validation
-    source = make(cut, total) if split == "validation" else make(0, cut)
-  else:
-    source = make()
-  info = ImageDataInfo(vocab_size=0, num_classes=spec.num_classes, seq_len=0,
+    source = sources.ArraySource({"inputs": images, "label": labels})
+  if base == "test" or not validation:
+    return source
+  if validation >= len(source):
+    raise ValueError(f"data.validation_size={validation} must be < {len(source)} train examples")
+  cut = len(source) - validation
+  return (sources.SliceSource(source, cut) if split == "validation"
+          else sources.SliceSource(source, 0, cut))
+
+
+def split_info(data_config, source) -> ImageDataInfo:
+  """``ImageDataInfo`` of a split of the image dataset ``data_config.name``."""
+  spec = _spec(data_config.name)
+  return ImageDataInfo(vocab_size=0, num_classes=spec.num_classes, seq_len=0,
                        task_type="classification", num_examples=len(source),
                        image_shape=spec.image_shape)
-  return source, info

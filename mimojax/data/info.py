@@ -6,7 +6,7 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class DataInfo:
   """Vocabulary, classes, padded length, task type ("lm" | "classification" | "dual") and
-  the number of examples of one split (CONTRACT item 3)."""
+  the number of examples of one split."""
   vocab_size: int
   num_classes: int
   seq_len: int

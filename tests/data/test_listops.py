@@ -2,14 +2,14 @@
 
 import random
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mimojax.data import builders
+from mimojax.data import DataInfo
 from mimojax.data import listops
 from mimojax.data import load_split
+from mimojax.train.config import DataConfig
 
 OPS = ["[MIN", "[MAX", "[MED", "[SM"]
 
@@ -131,22 +131,19 @@ def test_bad_inputs():
   with pytest.raises(ValueError, match="max_length"):
     listops.generate(10, 20, 21, seed=0)
   with pytest.raises(ValueError, match="min_length"):
-    load_split(ml_collections.ConfigDict(
-        {"name": "listops", "variant": "tiny", "min_length": 70, "data_dir": None}), "train")
+    load_split(DataConfig(name="listops", variant="tiny", min_length=70), "train")
   with pytest.raises(ValueError, match="seq_len"):
-    load_split(ml_collections.ConfigDict(
-        {"name": "listops", "variant": "tiny", "seq_len": 32, "data_dir": None}), "train")
+    load_split(DataConfig(name="listops", variant="tiny", seq_len=32), "train")
 
 
-def test_builder_roundtrip_through_tfds(tmp_path):
-  cfg = ml_collections.ConfigDict({
-      "name": "listops", "variant": "tiny", "data_dir": str(tmp_path), "seed": 7,
-      "num_train": 40, "num_validation": 8, "num_test": 8})
+def test_builder_roundtrip_through_tfds(data_dir):
+  cfg = DataConfig(name="listops", variant="tiny", data_dir=data_dir, seed=7, num_train=40,
+                   num_validation=8, num_test=8)
   expected = listops.generate(56, 10, 64, seed=7)
   for split, start, size in (("train", 0, 40), ("validation", 40, 8), ("test", 48, 8)):
     source, info = load_split(cfg, split)
-    assert info == builders.DataInfo(vocab_size=16, num_classes=10, seq_len=64,
-                                     task_type="classification", num_examples=size)
+    assert info == DataInfo(vocab_size=16, num_classes=10, seq_len=64,
+                            task_type="classification", num_examples=size)
     for i in range(size):
       ex = source[i]
       assert ex["inputs"].shape == (64,) and ex["inputs"].dtype == np.int32
@@ -154,6 +151,6 @@ def test_builder_roundtrip_through_tfds(tmp_path):
       np.testing.assert_array_equal(ex["inputs"], listops.pad(expected[start + i][0], 64))
       assert int(ex["label"]) == expected[start + i][1]
   raw = tfds.data_source("listops/tiny-seed7-num_train40-num_validation8-num_test8",
-                         split="test", data_dir=str(tmp_path), download=False)
+                         split="test", data_dir=data_dir, download=False)
   assert len(raw) == 8
   assert list(raw[0]["inputs"]) == list(expected[48][0])

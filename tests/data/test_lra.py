@@ -1,10 +1,10 @@
 """LRA Text / Image (tfds, mocked), Retrieval / Pathfinder release (fixture files) loaders, and a
 smoke training of every LRA task through the loop."""
 
+import dataclasses
 import json
 import os
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -17,13 +17,7 @@ from mimojax.data import load_split
 from mimojax.data import lra
 from mimojax.data import train_batches
 from mimojax.train import loop
-
-
-def _config(name, **fields):
-  base = {"name": name, "data_dir": None, "manual_dir": None, "variant": "", "seed": 0,
-          "seq_len": None, "max_length": None}
-  base.update(fields)
-  return ml_collections.ConfigDict(base)
+from mimojax.train.config import DataConfig
 
 
 # ------------------------------------------------------------------ transformations
@@ -66,7 +60,7 @@ def test_pair_and_pixel_views():
   ex = view({"inputs": np.frombuffer(b"abcdef", np.uint8), "inputs2": np.zeros(0, np.uint8),
              "label": np.int32(1)})
   assert ex["inputs"].tolist() == [98, 99, 100, 0, 0] and ex["inputs2"].tolist() == [0] * 5
-  pixels = lra.PixelExample(seq_len=1026)({"inputs": np.arange(1024) % 256, "label": 0})
+  pixels = lra.PaddedExample(seq_len=1026)({"inputs": np.arange(1024) % 256, "label": 0})
   assert pixels["inputs"].tolist() == list(np.arange(1024) % 256) + [0, 0]
 
 
@@ -76,7 +70,7 @@ def test_pair_and_pixel_views():
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
 def test_text_under_mock_data(split):
   with tfds.testing.mock_data(num_examples=5):
-    source, info = load_split(_config("lra_text", max_length=12, seq_len=16), split)
+    source, info = load_split(DataConfig(name="lra_text", max_length=12, seq_len=16), split)
     raw = tfds.data_source("imdb_reviews/plain_text", split="test")
     assert info == DataInfo(vocab_size=257, num_classes=2, seq_len=16,
                             task_type="classification", num_examples=5)
@@ -87,14 +81,14 @@ def test_text_under_mock_data(split):
       assert ex["inputs"].tolist() == expected and ex["inputs"].dtype == np.int32
       assert ex["label"].shape == () and ex["label"].dtype == np.int32
       assert int(ex["label"]) == int(raw[i]["label"]) and 0 <= int(ex["label"]) < 2
-    _, default = load_split(_config("lra_text"), split)
+    _, default = load_split(DataConfig(name="lra_text"), split)
     assert default.seq_len == 4000
 
 
 @pytest.mark.parametrize("split", ["train", "validation", "test"])
 def test_image_under_mock_data(split):
   with tfds.testing.mock_data(num_examples=4):
-    source, info = load_split(_config("lra_image"), split)
+    source, info = load_split(DataConfig(name="lra_image"), split)
     raw = tfds.data_source("cifar10", split="train")
     assert info == DataInfo(vocab_size=256, num_classes=10, seq_len=1024,
                             task_type="classification", num_examples=4)
@@ -109,31 +103,31 @@ def test_image_under_mock_data(split):
 
 
 def test_tfds_split_mapping():
-  assert lra.TFDS_SPLITS["lra_image"][1] == {
+  assert lra.IMAGE_TFDS[1] == {
       "train": "train[:90%]", "validation": "train[90%:]", "test": "test"}
-  assert lra.TFDS_SPLITS["lra_text"][1]["validation"] == "test"  # LRA: IMDb test = val
+  assert lra.TEXT_TFDS[1]["validation"] == "test"  # LRA: IMDb test = val
 
 
 def test_missing_tfds_data_says_what_to_do(tmp_path):
   with pytest.raises(FileNotFoundError) as err:
-    load_split(_config("lra_text", data_dir=str(tmp_path)), "train")
+    load_split(DataConfig(name="lra_text", data_dir=str(tmp_path)), "train")
   message = str(err.value)
   assert "\n" not in message
   assert f"tfds build imdb_reviews/plain_text --data_dir={tmp_path}" in message
   assert "--file_format=array_record" in message
   with pytest.raises(FileNotFoundError, match="tfds build cifar10"):
-    load_split(_config("lra_image", data_dir=str(tmp_path)), "test")
+    load_split(DataConfig(name="lra_image", data_dir=str(tmp_path)), "test")
 
 
 def test_bad_text_and_image_configs():
   with pytest.raises(ValueError, match="split"):
-    load_split(_config("lra_text"), "dev")
+    load_split(DataConfig(name="lra_text"), "dev")
   with pytest.raises(ValueError, match="variant"):
-    load_split(_config("lra_image", variant="rgb"), "train")
+    load_split(DataConfig(name="lra_image", variant="rgb"), "train")
   with pytest.raises(ValueError, match="seq_len"):
-    load_split(_config("lra_text", max_length=100, seq_len=50), "train")
+    load_split(DataConfig(name="lra_text", max_length=100, seq_len=50), "train")
   with pytest.raises(ValueError, match="seq_len"):
-    load_split(_config("lra_image", seq_len=512), "train")
+    load_split(DataConfig(name="lra_image", seq_len=512), "train")
 
 
 # ------------------------------------------------------------------ LRA release files
@@ -157,8 +151,8 @@ def _write_tsvs(root):
 def test_retrieval_from_manual_dir(tmp_path):
   release = tmp_path / "manual" / "lra_release" / "lra_release"  # as the archive nests it
   _write_tsvs(str(release))
-  cfg = _config("lra_retrieval", data_dir=str(tmp_path / "data"),
-                manual_dir=str(tmp_path / "manual"), seq_len=4096)
+  cfg = DataConfig(name="lra_retrieval", data_dir=str(tmp_path / "data"),
+                   manual_dir=str(tmp_path / "manual"), seq_len=4096)
   for split, rows in (("train", ROWS["train"]), ("validation", ROWS["eval"]),
                       ("test", ROWS["test"])):
     source, info = load_split(cfg, split)
@@ -170,20 +164,19 @@ def test_retrieval_from_manual_dir(tmp_path):
         assert ex[key].dtype == np.int32 and ex[key].shape == (4096,)
         assert ex[key].tolist() == [b + 1 for b in data] + [0] * (4096 - len(data))
       assert int(ex["label"]) == int(float(label)) and ex["label"].dtype == np.int32
-  cfg.max_length, cfg.seq_len = 3, None
+  cfg = dataclasses.replace(cfg, max_length=3, seq_len=None)
   source, info = load_split(cfg, "train")
   assert info.seq_len == 3 and source[0]["inputs"].tolist() == [105, 102, 109]
   batch = next(train_batches(source, 2, seed=0))
   assert set(batch) == {"inputs", "inputs2", "label"} and batch["inputs2"].shape == (2, 3)
-  cfg.max_length = 4001
   with pytest.raises(ValueError, match="max_length"):
-    load_split(cfg, "train")
+    load_split(dataclasses.replace(cfg, max_length=4001), "train")
 
 
 def test_missing_manual_dir_says_what_to_do(tmp_path):
   for name, folder in (("lra_retrieval", "tsv_data/"), ("lra_pathfinder", "pathfinder32/")):
     with pytest.raises(FileNotFoundError) as err:
-      load_split(_config(name, data_dir=str(tmp_path)), "train")
+      load_split(DataConfig(name=name, data_dir=str(tmp_path)), "train")
     message = str(err.value)
     assert "\n" not in message and lra.RELEASE_URL in message and folder in message
     assert os.path.join(str(tmp_path), "downloads", "manual") in message
@@ -218,8 +211,8 @@ def _write_pathfinder(root, num=20):
 
 def test_pathfinder_release_from_manual_dir(tmp_path):
   images = _write_pathfinder(str(tmp_path / "release"))
-  cfg = _config("lra_pathfinder", data_dir=str(tmp_path / "data"),
-                manual_dir=str(tmp_path / "release"), seed=3)
+  cfg = DataConfig(name="lra_pathfinder", data_dir=str(tmp_path / "data"),
+                   manual_dir=str(tmp_path / "release"), seed=3)
   seen = {}
   for split, size in (("train", 16), ("validation", 2), ("test", 2)):
     source, info = load_split(cfg, split)

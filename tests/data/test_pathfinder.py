@@ -2,7 +2,6 @@
 
 import dataclasses
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
@@ -10,6 +9,7 @@ import tensorflow_datasets as tfds
 from mimojax.data import DataInfo
 from mimojax.data import load_split
 from mimojax.data import pathfinder
+from mimojax.train.config import DataConfig
 
 P = pathfinder.lra_params(14)
 
@@ -128,15 +128,12 @@ def test_bad_settings():
   with pytest.raises(ValueError, match="workers"):
     pathfinder.generate(2, P, seed=0, workers=0)
   with pytest.raises(ValueError, match="contour_length"):
-    load_split(ml_collections.ConfigDict(
-        {"name": "pathfinder_gen", "variant": "tiny", "contour_length": 1, "data_dir": None}),
-        "train")
+    load_split(DataConfig(name="pathfinder_gen", variant="tiny", contour_length=1), "train")
 
 
-def test_builder_roundtrip_through_tfds(tmp_path):
-  cfg = ml_collections.ConfigDict({
-      "name": "pathfinder_gen", "variant": "tiny", "data_dir": str(tmp_path), "seed": 5,
-      "num_train": 10, "num_validation": 3, "num_test": 3, "seq_len": None})
+def test_builder_roundtrip_through_tfds(data_dir):
+  cfg = DataConfig(name="pathfinder_gen", variant="tiny", data_dir=data_dir, seed=5,
+                   num_train=10, num_validation=3, num_test=3)
   images, labels = pathfinder.generate(16, P, seed=5)
   for split, start, size in (("train", 0, 10), ("validation", 10, 3), ("test", 13, 3)):
     source, info = load_split(cfg, split)
@@ -149,11 +146,9 @@ def test_builder_roundtrip_through_tfds(tmp_path):
       np.testing.assert_array_equal(ex["inputs"], images[start + i].reshape(-1))
       assert int(ex["label"]) == labels[start + i]
   raw = tfds.data_source("pathfinder_gen/tiny-seed5-num_train10-num_validation3-num_test3",
-                         split="test", data_dir=str(tmp_path), download=False)
+                         split="test", data_dir=data_dir, download=False)
   assert len(raw) == 3 and raw[0]["inputs"].dtype == np.uint8
-  cfg.seq_len = 1030
-  source, info = load_split(cfg, "test")
+  source, info = load_split(dataclasses.replace(cfg, seq_len=1030), "test")
   assert info.seq_len == 1030 and np.all(source[0]["inputs"][1024:] == 0)
-  cfg.seq_len = 1000
   with pytest.raises(ValueError, match="seq_len"):
-    load_split(cfg, "test")
+    load_split(dataclasses.replace(cfg, seq_len=1000), "test")

@@ -3,7 +3,6 @@
 import itertools
 import json
 
-import ml_collections
 import numpy as np
 import pytest
 
@@ -11,6 +10,7 @@ from mimojax.data import eval_batches
 from mimojax.data import load_split
 from mimojax.data import train_augmentation
 from mimojax.data import train_batches
+from mimojax.train.config import DataConfig
 
 N = 50
 
@@ -108,10 +108,9 @@ def test_bad_sizes():
     train_batches(_source(4), 8, seed=0)
 
 
-def test_with_tfds_source(tmp_path):
-  cfg = ml_collections.ConfigDict({"name": "listops", "variant": "tiny",
-                                   "data_dir": str(tmp_path), "num_train": 24,
-                                   "num_validation": 4, "num_test": 10})
+def test_with_tfds_source(data_dir):
+  cfg = DataConfig(name="listops", variant="tiny", data_dir=data_dir, num_train=24,
+                   num_validation=4, num_test=10)
   source, info = load_split(cfg, "train")
   it = train_batches(source, 8, seed=1)
   batches = _take(it, 4)
@@ -174,13 +173,13 @@ def test_augmentation_is_fresh_per_epoch_resumable_and_process_split():
 
 
 def test_load_split_serves_image_datasets_with_their_augmentation():
-  config = ml_collections.ConfigDict({"name": "digits"})
+  config = DataConfig(name="digits")
   source, info = load_split(config, "train")
   assert (info.num_classes, info.image_shape, info.task_type) == (10, (20, 20, 1),
                                                                  "classification")
   assert source[0]["inputs"].shape == (20, 20, 1)
   assert train_augmentation(config) is not None
-  assert train_augmentation(ml_collections.ConfigDict({"name": "digits", "augment": False})) is None
-  assert train_augmentation(ml_collections.ConfigDict({"name": "listops"})) is None
+  assert train_augmentation(DataConfig(name="digits", augment=False)) is None
+  assert train_augmentation(DataConfig(name="listops")) is None
   with pytest.raises(ValueError, match="mnist_5k"):
-    load_split(ml_collections.ConfigDict({"name": "nope"}), "train")
+    load_split(DataConfig(name="nope"), "train")

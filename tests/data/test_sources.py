@@ -35,7 +35,7 @@ def test_in_memory_holds_every_example_read_once():
 
 def test_array_source_rows_and_errors():
   arrays = {"inputs": np.arange(10).reshape(5, 2), "label": np.arange(5)}
-  rows = sources.ArraySource(arrays, start=1, stop=4)
+  rows = sources.SliceSource(sources.ArraySource(arrays), start=1, stop=4)
   assert len(rows) == 3 and rows[0]["label"] == 1 and rows[2]["label"] == 3
   with pytest.raises(IndexError, match="out of range"):
     rows[3]

@@ -3,14 +3,14 @@
 import subprocess
 import sys
 
-import ml_collections
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from mimojax.data import builders
+from mimojax.data import DataInfo
 from mimojax.data import load_split
 from mimojax.data import synthetic
+from mimojax.train.config import DataConfig
 
 VOCAB = 20
 COPY = VOCAB - 1
@@ -162,19 +162,18 @@ def test_bad_arguments():
 
 
 @pytest.mark.parametrize("name,length", [("assoc_recall", 42), ("induction_head", 31)])
-def test_builder_roundtrip_through_tfds(tmp_path, name, length):
-  cfg = ml_collections.ConfigDict(
-      {"name": name, "data_dir": str(tmp_path), "variant": "tiny", "seed": 5})
+def test_builder_roundtrip_through_tfds(data_dir, name, length):
+  cfg = DataConfig(name=name, data_dir=data_dir, variant="tiny", seed=5)
   source, info = load_split(cfg, "test")
-  assert info == builders.DataInfo(vocab_size=20, num_classes=20, seq_len=length,
-                                   task_type="lm", num_examples=64)
+  assert info == DataInfo(vocab_size=20, num_classes=20, seq_len=length, task_type="lm",
+                          num_examples=64)
   expected = synthetic.make_splits(name, 256, 64, length - 2 if name == "assoc_recall"
                                    else length - 1, seed=5)["test"]
   for i in range(len(source)):  # the split is held in memory: every example, as built
     for key in ("inputs", "targets", "weights"):
       np.testing.assert_array_equal(source[i][key], expected[key][i])
       assert source[i][key].dtype == expected[key].dtype
-  read = tfds.data_source(f"{name}/tiny-seed5", split="train", data_dir=str(tmp_path),
+  read = tfds.data_source(f"{name}/tiny-seed5", split="train", data_dir=data_dir,
                           download=False)
   assert len(read) == 256
   with pytest.raises(ValueError, match="split"):
@@ -183,21 +182,19 @@ def test_builder_roundtrip_through_tfds(tmp_path, name, length):
 
 def test_unknown_task_or_variant():
   with pytest.raises(ValueError, match="allowed"):
-    load_split(ml_collections.ConfigDict({"name": "copy", "data_dir": None}), "train")
+    load_split(DataConfig(name="copy"), "train")
   with pytest.raises(ValueError, match="input_seq_len"):
-    load_split(ml_collections.ConfigDict(
-        {"name": "induction_head", "data_dir": None, "input_seq_len": 2}), "train")
+    load_split(DataConfig(name="induction_head", input_seq_len=2), "train")
   with pytest.raises(ValueError, match="variant"):
-    load_split(ml_collections.ConfigDict(
-        {"name": "assoc_recall", "data_dir": None, "variant": "huge"}), "train")
+    load_split(DataConfig(name="assoc_recall", variant="huge"), "train")
 
 
 def test_concurrent_processes_share_one_build(tmp_path):
   code = (
-      "import sys, ml_collections, numpy as np\n"
+      "import sys, numpy as np\n"
       "from mimojax.data import load_split\n"
-      "cfg = ml_collections.ConfigDict({'name': 'induction_head', 'variant': 'tiny',\n"
-      "                                 'data_dir': sys.argv[1]})\n"
+      "from mimojax.train.config import DataConfig\n"
+      "cfg = DataConfig(name='induction_head', variant='tiny', data_dir=sys.argv[1])\n"
       "src, info = load_split(cfg, 'train')\n"
       "print(int(np.sum([src[i]['inputs'].sum() for i in range(len(src))])))\n")
   procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE,
