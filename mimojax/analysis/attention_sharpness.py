@@ -13,8 +13,9 @@ of independent random sequences; M = N = 1 is FAVOR+ (with a bipolar key). Adam 
 -log w_{i,i-1}, the weight each channel's query i puts on key i - 1 (Eq. 19, 67). The
 weights are read from the attention output itself (``attention_focus.attention_rows``):
 channel (m, n) gets the one-hot position values e_j and every other channel zero values, so
-its output row is exactly its attention row (no cross-talk). The table reports, on a fresh batch, the mean weight on the
-previous token and the share of queries that put more than half their weight there.
+its output row is exactly its attention row (no cross-talk). The table reports, on a fresh
+batch, the mean weight on the previous token and the share of queries that put more than
+half their weight there.
 """
 
 from __future__ import annotations
