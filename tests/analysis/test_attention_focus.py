@@ -67,27 +67,38 @@ def test_favor_rows_are_each_channels_own_kernel_weights(m, n, subgrid):
         np.testing.assert_allclose(rows[(g * m + i) * n + j], expected, rtol=1e-4, atol=1e-6)
 
 
-def _hand_mass_ratios(q, k, projection, keys):
+def _hand_mass_ratios(q, k, keys, kernel):
   """sum_{m' != m} B^(m',n) / B^(m,n) per example and query position (mean over heads), with
-  the causal normalisers built from the bundles by hand (Eq. 62, 67)."""
+  the causal normalisers built from the bundles by hand (Eq. 62, 67). ``kernel(q~, k~)``:
+  ``(L, H, D)`` bundles -> ``(H, Lq, Lk)`` kernel values."""
   m, n = keys.shape[:2]
   batch = q.shape[0]
-  scale = (np.sqrt(D) * m * n) ** -0.5
-  grid = lambda x: np.asarray(x * scale).reshape(batch // (m * n), m, n, L, H, D)
+  grid = lambda x: np.asarray(x).reshape(batch // (m * n), m, n, L, H, D)
   qg, kg = grid(q), grid(k)
-  phi = lambda x: np.asarray(attention_ops.relu_kernel(x, projection))
   causal = np.tril(np.ones((L, L)))
   expected = np.zeros((batch, L))
   for g in range(batch // (m * n)):
-    q_bundles = [phi(sum(qg[g, i, j] * keys[i, j] for i in range(m))) for j in range(n)]
-    k_bundles = [phi(sum(kg[g, i, j] * keys[i, j] for j in range(n))) for i in range(m)]
+    q_bundles = [sum(qg[g, i, j] * keys[i, j] for i in range(m)) for j in range(n)]
+    k_bundles = [sum(kg[g, i, j] * keys[i, j] for j in range(n)) for i in range(m)]
     # mass[i, j]: (H, L) normaliser B^(i,j) of every query position
-    mass = np.array([[np.einsum("qhr,khr,qk->hq", q_bundles[j], k_bundles[i], causal)
+    mass = np.array([[np.einsum("hqk,qk->hq", kernel(q_bundles[j], k_bundles[i]), causal)
                       for j in range(n)] for i in range(m)])
     for i in range(m):
       for j in range(n):
         expected[(g * m + i) * n + j] = ((mass[:, j].sum(0) - mass[i, j]) / mass[i, j]).mean(0)
   return expected
+
+
+def _relu_features_kernel(projection, m, n):
+  """phi(s q~) . phi(s k~) with s = (sqrt(D) M N)^(-1/2), the module's scaling (ref 2.2)."""
+  s = (np.sqrt(D) * m * n) ** -0.5
+  phi = lambda x: np.asarray(attention_ops.relu_kernel(x * s, projection))
+  return lambda qb, kb: np.einsum("qhr,khr->hqk", phi(qb), phi(kb))
+
+
+def _exact_kernel(qb, kb):
+  """exp(q~ . k~ / sqrt(D)) (Eq. 20), in float64."""
+  return np.exp(np.einsum("qhd,khd->hqk", qb, kb).astype(np.float64) / np.sqrt(D))
 
 
 @pytest.mark.parametrize("m, n", [(2, 2), (3, 2)])
@@ -100,22 +111,22 @@ def test_mass_ratios_against_the_bundle_normalisers(m, n):
   keys = binding.rademacher_keys(jax.random.key(6), (m, n, D))
   spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s", causal=True, m=m, n=n)
   ratios = attention_focus.mass_ratios(normalisers_op(spec, projection, keys)(q, k))
-  np.testing.assert_allclose(ratios, _hand_mass_ratios(q, k, projection, np.asarray(keys)),
-                             rtol=1e-4)
+  expected = _hand_mass_ratios(q, k, np.asarray(keys), _relu_features_kernel(projection, m, n))
+  np.testing.assert_allclose(ratios, expected, rtol=1e-4)
 
 
-def _lm(attention, m=1, n=1, phase=Phase()):
-  spec = AttentionSpec(num_heads=H, head_dim=D, attention=attention, num_features=16,
-                       causal=True, m=m, n=n)
+def _lm(attention, m=1, n=1, phase=Phase(), kernel="relu"):
+  spec = AttentionSpec(num_heads=H, head_dim=D, attention=attention, kernel=kernel,
+                       num_features=16, causal=True, m=m, n=n)
   return Transformer(spec=spec, vocab_size=7, num_classes=7, head="lm", num_layers=2,
                      embed_dim=8, mlp_dim=16, max_len=L, phase=phase)
 
 
-def _init(model, tokens):
+def _init(model, tokens, gain=4.0):
+  """Random variables with every parameter times ``gain`` (rows far from uniform)."""
   rngs = {"params": jax.random.key(7), "constants": jax.random.key(8)}
   variables = model.init(rngs, tokens, train=False)
-  # larger query/key weights: rows far from uniform
-  return {**variables, "params": jax.tree.map(lambda w: 4 * w, variables["params"])}
+  return {**variables, "params": jax.tree.map(lambda w: gain * w, variables["params"])}
 
 
 @pytest.mark.parametrize("attention", ["softmax", "favor"])
@@ -141,25 +152,30 @@ def test_read_out_rows_reproduce_each_layers_own_attention_output(attention):
     np.testing.assert_allclose(ratios[i], 0.0)
 
 
-@pytest.mark.parametrize("subgrid", [False, True])
-def test_read_out_of_a_favor_s_model_reads_its_sown_normalisers(subgrid):
+@pytest.mark.parametrize("phase", [Phase(), Phase(subgrid=True), Phase(exact_kernel=True)],
+                         ids=["grid", "subgrid", "exact_kernel"])
+def test_read_out_of_a_favor_s_model_reads_its_sown_normalisers(phase):
   """FAVOR+S on a 2 x 2 grid: every layer's mass ratios are those of its own q, k and
-  constants (hand-built), and its rows sum to one; on the App. F.1 sub-grid (1 x 1) there
-  is no other key bundle."""
+  constants (hand-built), with the ReLU features or, in an exact-kernel phase, the exact exp
+  kernel; its rows sum to one; on the App. F.1 sub-grid (1 x 1) there is no other key
+  bundle."""
   tokens = jax.random.randint(jax.random.key(10), (B, L), 0, 7)
-  model = _lm("favor_s", 2, 2, Phase(subgrid=subgrid))
-  variables = _init(model, tokens)
+  model = _lm("favor_s", 2, 2, phase, kernel="exp" if phase.exact_kernel else "relu")
+  # the exact kernel's own-bundle mass would underflow against the others' at gain 4
+  variables = _init(model, tokens, gain=1.0 if phase.exact_kernel else 4.0)
   _, rows, ratios = attention_focus.read_out(model, variables, tokens)
   _, sown = model.apply(variables, tokens, train=False, mutable=["intermediates"])
   for i in range(2):
     np.testing.assert_allclose(rows[i].sum(-1), 1.0, rtol=1e-5)
-    if subgrid:
+    if phase.subgrid:
       np.testing.assert_array_equal(ratios[i], 0.0)
       continue
     layer = sown["intermediates"]["encoder"][f"layer_{i}"]["attention"]
     constants = variables["constants"]["encoder"][f"layer_{i}"]["attention"]
-    expected = _hand_mass_ratios(layer["q"][0], layer["k"][0], constants["projection"],
-                                 np.asarray(constants["binding_keys"]))
+    kernel = (_exact_kernel if phase.exact_kernel
+              else _relu_features_kernel(constants["projection"], 2, 2))
+    expected = _hand_mass_ratios(layer["q"][0], layer["k"][0],
+                                 np.asarray(constants["binding_keys"]), kernel)
     np.testing.assert_allclose(ratios[i], expected, rtol=1e-4)
 
 
