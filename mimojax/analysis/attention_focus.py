@@ -37,7 +37,8 @@ projected q and k that its attention takes and, for FAVOR+S, the normalisers B^(
 values, ``phi(q~_n,i) . phi(k~_m,j) / B^(m,n)_i`` (Eq. 19, 67): it is read out of the layer's
 own ``nn.attention.attention_op`` (scaling, constants, sub-grid and exact kernel included) by
 giving that channel one-hot position values and every other channel zero values; the rest of
-a FAVOR+S output is cross-talk. Softmax and FAVOR+ rows are read the same way.
+a FAVOR+S output is cross-talk. Softmax and FAVOR+ rows are read the same way. MIMOFormer
+runs of the att.+MLP variant (Eq. 68) leave the attention outputs bound and are not read.
 """
 
 from __future__ import annotations
@@ -162,7 +163,8 @@ def focus_stats(rows, tokens):
 def odds_ratio(weight: float, share: float) -> float:
   """How many times more weight an answer position gets than another position, on average:
   the odds of ``weight`` over the odds of uniform attention's ``share``. Comparable to the
-  kernel ratios of ``analysis.kernel_contrast`` (e.g. 3.87 for FAVOR+ against nine simplex keys)."""
+  kernel ratios of ``analysis.kernel_contrast`` (e.g. 3.87 for FAVOR+ against nine simplex
+  keys)."""
   return (weight / (1 - weight)) / (share / (1 - share))
 
 
