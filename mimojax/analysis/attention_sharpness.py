@@ -1,42 +1,39 @@
 """How sharply can one causal attention head attend to the previous token? FAVOR+ vs FAVOR+S.
 
-    python benchmarks/attention_sharpness.py [--grids=1x1,1x2,2x1,2x2] [--steps=8000]
+    python -m mimojax.analysis.attention_sharpness [--grids=1x1,1x2,2x1,2x2] [--steps=8000]
         [--kernel=relu|exp|dpfp] [--dim=32] [--out=benchmarks/results/attention_sharpness.json]
 
 Associative recall needs a previous-token head (each value position must learn which key
 precedes it) before a second layer can match the query key. This probe isolates that head
 at the Table 3 size (vocabulary 20, E = D = 32, R = 256, one head, L = 31 so one-hot
 position values fit in D; ``--dim`` sets E = D): token + learned position embeddings ->
-LayerNorm -> W_q, W_k (with bias), scaled as the attention module scales them, then causal FAVOR+S
-(``ops.favor_s_attention``) on an M x N grid of independent random sequences; M = N = 1 is
-FAVOR+. Adam minimises -log w_{i,i-1}, the weight each channel's query i puts on key i - 1.
-The weights are read from the attention output itself: channel (m, n) gets the one-hot
-position values e_j and every other channel zero values, so its output row is exactly its
-attention row (no cross-talk). The table reports, on a fresh batch, the mean weight on the
-previous token and the share of queries that put more than half their weight there.
+LayerNorm -> W_q, W_k (with bias), then the causal FAVOR+S attention of the MIMOFormer layer
+(``nn.attention.attention_op``: its q/k scaling, ``ops.favor_s_attention``) on an M x N grid
+of independent random sequences; M = N = 1 is FAVOR+ (with a bipolar key). Adam minimises
+-log w_{i,i-1}, the weight each channel's query i puts on key i - 1 (Eq. 19, 67). The
+weights are read from the attention output itself (``attention_focus.attention_rows``):
+channel (m, n) gets the one-hot position values e_j and every other channel zero values, so
+its output row is exactly its attention row (no cross-talk). The table reports, on a fresh
+batch, the mean weight on the previous token and the share of queries that put more than
+half their weight there.
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
-import os
-import platform
-import sys
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from benchmarks import attention_focus  # noqa: E402
-from mimojax.nn.attention import feature_map  # noqa: E402
-from mimojax.nn.attention import scaled_linear_attention  # noqa: E402
-from mimojax.ops import attention  # noqa: E402
-from mimojax.ops import binding  # noqa: E402
+from mimojax.analysis import attention_focus
+from mimojax.analysis import output
+from mimojax.nn.attention import AttentionSpec
+from mimojax.nn.attention import attention_op
+from mimojax.ops import attention
+from mimojax.ops import binding
 
 VOCAB, LENGTH, DIM, FEATURES, BATCH = 20, 31, 32, 256, 8
 
@@ -51,16 +48,18 @@ def init_params(rng, dim=DIM):
 
 
 def attention_rows(params, tokens, keys, kernel, projection=None):
-  """Causal attention rows ``(B, M, N, L, L)`` of every channel for tokens ``(B, M, N, L)``,
-  with the feature map ``kernel`` and q/k scaling of the MIMOFormer module."""
+  """Causal attention rows ``(B, M, N, L, L)`` of every channel for tokens ``(B, M, N, L)``:
+  the one-head FAVOR+S layer with the feature map ``kernel``, binding ``keys`` (M, N, D) and
+  the (R, D) ``projection`` of relu/exp features."""
   m, n, dim = keys.shape
   x = params["token"][tokens] + params["position"]
   x = (x - x.mean(-1, keepdims=True)) / jnp.sqrt(x.var(-1, keepdims=True) + 1e-5)
   x = x * params["scale"] + params["shift"]
   flat = lambda y: y.reshape((-1, LENGTH, 1, dim))  # (B*M*N, L, H=1, D), grid order
   q, k = flat(x @ params["wq"] + params["bq"]), flat(x @ params["wk"] + params["bk"])
-  attend = functools.partial(scaled_linear_attention, kernel=kernel,
-                             kernel_fn=feature_map(kernel, projection), keys=keys, causal=True)
+  spec = AttentionSpec(num_heads=1, head_dim=dim, attention="favor_s", kernel=kernel,
+                       causal=True, m=m, n=n)
+  attend = attention_op(spec, projection, keys)
 
   rows = attention_focus.attention_rows(q, k, attend, m, n)  # (B*M*N, 1, L, L)
   return rows[:, 0].reshape(tokens.shape + (LENGTH,))
@@ -120,12 +119,12 @@ def main():
   for r in results:
     print(f"| {r['grid']} | {r['kernel']} | {r['dim']} | {r['mean_previous_weight']:.3f} | "
           f"{r['share_above_half']:.2f} |")
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"results": results, "command": "python benchmarks/attention_sharpness.py "
-               f"--grids={args.grids} --steps={args.steps} --kernel={args.kernel} --dim={args.dim}",
-               "jax": jax.__version__, "machine": platform.processor() or platform.machine()},
-              f, indent=1)
+  output.write_json(args.out, {
+      "results": results,
+      "command": "python -m mimojax.analysis.attention_sharpness "
+                 f"--grids={args.grids} --steps={args.steps} --kernel={args.kernel} "
+                 f"--dim={args.dim}",
+      **output.environment()})
 
 
 if __name__ == "__main__":

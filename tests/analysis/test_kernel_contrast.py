@@ -2,7 +2,7 @@
 
 import pytest
 
-from benchmarks import kernel_contrast
+from mimojax.analysis import kernel_contrast
 
 
 @pytest.mark.parametrize("m, n", [(2, 2), (4, 4)])

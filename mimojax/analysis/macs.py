@@ -13,7 +13,7 @@ Two independent counts:
     as a circulant matrix product, C x C per pixel and channel (Eq. 5); MBAT unbinding
     D x N*D per superposition (Eq. 6);
   - ``in_bounds_macs``, the same but counting only kernel taps that land inside the input
-    (what XLA's cost analysis counts, docs/pitfalls.md);
+    (what XLA's cost analysis counts);
   - ``elementwise``, the extra operations a ``ptflops``-style profiler adds: 2 per BatchNorm
     element, 1 per activation element, 1 per bias element. Table A2's "first conv. layer"
     column includes the stem's BN + ReLU this way (1.77 + 0.20 = 1.97 MMAC for 3 -> 64).
@@ -131,7 +131,11 @@ def _count(module, x, y) -> tuple[str, int, int, int] | None:
 
 def layer_counts(model: nn.Module, inputs_shape, **call_kwargs) -> list[LayerCount]:
   """Per-layer costs of ``model(inputs, train=False, **call_kwargs)`` for a batch of shape
-  ``inputs_shape`` (NHWC), found by tracing with ``jax.eval_shape`` (no compilation)."""
+  ``inputs_shape`` (NHWC), found by tracing with ``jax.eval_shape`` (no compilation).
+
+  The mode counted is the one the model runs: MIMOConv's inputs per pass n is its call
+  argument ``inputs_per_pass`` or, without it, ``model.phase.inputs_per_pass``
+  (``model.clone(phase=Phase(inputs_per_pass=n))``)."""
   records: list[LayerCount] = []
 
   def interceptor(next_fun, args, kwargs, context):
@@ -171,7 +175,8 @@ def macs_per_sample(model: nn.Module, image_shape, *, convention: str = "paper",
 
   ``convention``: ``"paper"`` (linear layers, padding included), ``"ptflops"`` (plus BN,
   activation and bias elementwise operations), ``"in_bounds"`` (linear layers, taps inside
-  the input only). ``batch`` defaults to MIMOConv's N (one full pass at n = N) or 1.
+  the input only). ``batch`` defaults to MIMOConv's N (one full pass at n = N) or 1;
+  ``call_kwargs`` as :func:`layer_counts`.
   """
   if convention not in CONVENTIONS:
     raise ValueError(f"convention must be one of {list(CONVENTIONS)}, got {convention!r}")

@@ -1,14 +1,15 @@
 """Final results of finished runs as a markdown table, and optionally a plot.
 
-    python launch/report.py runs/mnist_study/n-*                       # table
-    python launch/report.py runs/mnist_study/n-* --x=mimo.n --plot=docs/figures/mnist.png
-    python launch/report.py RUN... --split=validation --metric=accuracy/inputs_per_pass=1
-    python launch/report.py runs/synthetic/* --best          # best evaluation per seed
+    python -m mimojax.analysis.report runs/mnist_study/n-*                       # table
+    python -m mimojax.analysis.report runs/mnist_study/n-* --x=mimo.n --plot=docs/figures/mnist.png
+    python -m mimojax.analysis.report RUN... --split=validation --metric=accuracy/inputs_per_pass=1
+    python -m mimojax.analysis.report runs/synthetic/* --best    # best evaluation per seed
 
-For every workdir it reads `config.json` and the last `<split>` line of `metrics.jsonl`
-(DESIGN.md section 4) and prints one row: the workdir, the step, the metric in percent as
-mean +- std over seeds and the per-seed values. `--best` takes each seed's highest value
-over all `<split>` lines instead (the protocol of a checkpoint callback that keeps the best
+For every workdir it reads `config.json` and the last `<split>` line of `metrics.jsonl` (one
+JSON object per evaluation: `step`, `split`, each metric with its `_std` and `_per_seed`
+over seeds) and prints one row: the workdir, the step, the metric in percent as mean +- std
+over seeds and the per-seed values. `--best` takes each seed's highest value over all
+`<split>` lines instead (the protocol of a checkpoint callback that keeps the best
 evaluation, as safari's synthetic tasks do, where the validation set is the test set); the
 step column then reads `best of <k>`, and the JSON rows hold each seed's step. `--x=a.b`
 adds the config value a.b as a column; with `--plot` the rows become a line plot of the
@@ -23,6 +24,8 @@ import json
 import os
 import statistics
 import sys
+
+from mimojax.analysis import output
 
 
 def final_row(workdir: str, split: str, metric: str, best: bool = False) -> dict:
@@ -116,10 +119,9 @@ def main(argv=None) -> int:
     if args.plot:
       plot(rows, args.x, args.metric, args.plot, args.title)
     if args.json:
-      with open(args.json, "w") as f:
-        json.dump([{k: v for k, v in r.items() if k != "config"} for r in rows], f, indent=1)
+      output.write_json(args.json, [{k: v for k, v in r.items() if k != "config"} for r in rows])
   except ValueError as e:
-    print(f"report.py: {e}", file=sys.stderr)
+    print(f"mimojax.analysis.report: {e}", file=sys.stderr)
     return 2
   return 0
 

@@ -1,6 +1,7 @@
 """Where does a trained synthetic-task LM attend? Attention rows of every layer, read out.
 
-    python benchmarks/attention_focus.py --workdir=<run> [--split=test] [--subgrid] [--out=FILE]
+    python -m mimojax.analysis.attention_focus --workdir=<run> [--split=test] [--subgrid]
+        [--out=FILE]
 
 For associative recall and induction head the answer to the last token is the token that
 followed an earlier copy of it, so a two-layer model solves them with a previous-token head
@@ -22,40 +23,43 @@ this prints, over the split:
   FAVOR+S model each statistic in each channel (m, n) of the grid: ``channel_accuracy``,
   ``channel_prev`` and ``channel_match_odds`` (row-major), and ``channel_mass_ratio``, the
   median over positions of :func:`mass_ratios` (how many times more kernel mass the other
-  key bundles hold than the channel's own). A channel can fail, at chance, while the others
-  solve the task.
+  key bundles hold than the channel's own, from the normalisers the layer sows). A channel
+  can fail, at chance, while the others solve the task.
 
 Averages run over heads and over the sequences that have an answer position. ``--subgrid``
-reads the model as the App. F.1 warm-up runs it, on the M/2 x N/2 sub-grid of its keys (a
-copy of a run's checkpoint from the warm-up shows what the warm-up has learnt).
+reads the model as the App. F.1 warm-up runs it (``models.Phase(subgrid=True)``), on the
+M/2 x N/2 sub-grid of its keys (a copy of a run's checkpoint from the warm-up shows what the
+warm-up has learnt).
 
-The row of channel (m, n) of FAVOR+S is the weight its query puts on its own values,
-``phi(q~_n,i) . phi(k~_m,j) / B^(m,n)_i`` (Eq. 19, 67): it is read out of
-``ops.favor_s_attention`` itself by giving that channel one-hot position values and every
-other channel zero values (as ``attention_sharpness.py`` does); the rest of a FAVOR+S output
-is cross-talk. Softmax and FAVOR+ rows are read the same way from their ops.
+Everything is read from one forward pass of the model: each attention layer sows the
+projected q and k that its attention takes and, for FAVOR+S, the normalisers B^(m,n)
+(Eq. 62/63). The row of channel (m, n) of FAVOR+S is the weight its query puts on its own
+values, ``phi(q~_n,i) . phi(k~_m,j) / B^(m,n)_i`` (Eq. 19, 67): it is read out of the layer's
+own ``nn.attention.attention_op`` (scaling, constants, sub-grid and exact kernel included) by
+giving that channel one-hot position values and every other channel zero values; the rest of
+a FAVOR+S output is cross-talk. Softmax and FAVOR+ rows are read the same way. MIMOFormer
+runs of the att.+MLP variant (Eq. 68) leave the attention outputs bound and are not read.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import os
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 
 from mimojax import data as data_lib
+from mimojax.analysis import output
 from mimojax.nn.attention import CONSTANTS
-from mimojax.nn.attention import feature_map
-from mimojax.nn.attention import grid_size
-from mimojax.nn.attention import scaled_linear_attention
-from mimojax.ops import attention as attention_ops
+from mimojax.nn.attention import attention_op
 from mimojax.ops import channels
 from mimojax.train import checkpoint
+from mimojax.train import config as config_lib
 from mimojax.train import loop
 
 
@@ -80,10 +84,11 @@ def grid_channel(batch: int, m: int, n: int):
 def attention_rows(q, k, attend, m: int = 1, n: int = 1):
   """Attention rows ``(B, H, L, L)`` of ``attend(q, k, v) -> (B, L, H, W)``.
 
-  ``q, k`` (B, L, H, D): the projected queries and keys that ``attend`` takes (it applies
-  the module's scaling, see :func:`layer_attention`). ``m * n > 1``: ``attend`` works
-  on batches of M x N grids (example ``(g*M + m)*N + n``), and the row of each channel is
-  its weight on its own values, read with values in that channel only.
+  ``q, k`` (B, L, H, D): the projected queries and keys that ``attend`` takes, e.g. a layer's
+  sown ``q``, ``k`` and its ``nn.attention.attention_op`` (which applies the module's
+  scaling). ``m * n > 1``: ``attend`` works on batches of M x N grids (example
+  ``(g*M + m)*N + n``), and the row of each channel is its weight on its own values, read
+  with values in that channel only.
   """
   batch, length = q.shape[:2]
   rows = jnp.zeros((batch, q.shape[2], length, length), q.dtype)
@@ -100,36 +105,25 @@ def attention_rows(q, k, attend, m: int = 1, n: int = 1):
   return rows
 
 
-def mass_ratios(q, k, attend):
+def mass_ratios(normalisers):
   """Per example and query position ``(B, L)``: ``sum_{m' != m} B^(m',n)_i / B^(m,n)_i``,
   the kernel mass of the other key bundles that the query bundle ``q~_n`` of the example's
   channel (m, n) reads, over its own bundle's mass, the normaliser of Eq. 67 (mean over
   heads). The output of channel (m, n) is ``S_n * a[m,n] / B^(m,n)`` and ``S_n`` carries the
   values of every bundle, so a ratio far above 1 buries the channel's own values under the
-  others'. ``attend`` is a FAVOR+S one of :func:`layer_attention`; q, k as for
-  :func:`attention_rows`.
+  others'. ``normalisers`` ``(B/(MN), N, L, H, M)``: a FAVOR+S layer's sown ``normalisers``
+  (``nn.attention.normalisers_op``); only their ratios matter.
   """
-  _, den = attend(q, k, k, return_normalisers=True)  # (G, N, L, H, M); values unused
-  own = jnp.moveaxis(den, -1, 1)  # (G, M, N, L, H): batch index (g*M + m)*N + n
-  ratios = (jnp.sum(den, axis=-1)[:, None] - own) / own
-  return ratios.reshape(q.shape[:2] + (-1,)).mean(axis=-1)
+  own = jnp.moveaxis(normalisers, -1, 1)  # (G, M, N, L, H): batch index (g*M + m)*N + n
+  ratios = (jnp.sum(normalisers, axis=-1)[:, None] - own) / own
+  return ratios.reshape((-1,) + ratios.shape[3:]).mean(axis=-1)
 
 
-def layer_attention(spec, constants, curriculum: bool = False):
-  """``attend(q, k, v)`` of a layer's ``MultiHeadAttention`` for projected q, k ``(B, L, H, D)``,
-  with the layer's frozen ``constants`` (projection, binding keys), on the warm-up sub-grid
-  when ``curriculum``. Returns ``(attend, M, N)`` of the grid in use.
-  """
-  if spec.attention == "softmax":
-    return functools.partial(attention_ops.softmax_attention, causal=spec.causal), 1, 1
-  favor_s = spec.attention == "favor_s"
-  m, n = grid_size(spec.m, spec.n, curriculum) if favor_s else (1, 1)
-  attend = functools.partial(
-      scaled_linear_attention, kernel=spec.kernel,
-      kernel_fn=feature_map(spec.kernel, constants.get("projection"), spec.dpfp_nu),
-      keys=constants["binding_keys"][:m, :n] if favor_s else None, causal=spec.causal,
-      exp_temperature=spec.exp_temperature)
-  return attend, m, n
+def layer_spec(model):
+  """The ``AttentionSpec`` every layer of ``model`` runs: its spec with the sub-grid and the
+  exact kernel of ``model.phase`` (as ``Transformer.__call__`` builds its layers)."""
+  return dataclasses.replace(model.spec, subgrid=model.phase.subgrid,
+                             exact_kernel=model.phase.exact_kernel)
 
 
 def focus_stats(rows, tokens):
@@ -169,7 +163,8 @@ def focus_stats(rows, tokens):
 def odds_ratio(weight: float, share: float) -> float:
   """How many times more weight an answer position gets than another position, on average:
   the odds of ``weight`` over the odds of uniform attention's ``share``. Comparable to the
-  kernel ratios of ``kernel_contrast.py`` (e.g. 3.87 for FAVOR+ against nine simplex keys)."""
+  kernel ratios of ``analysis.kernel_contrast`` (e.g. 3.87 for FAVOR+ against nine simplex
+  keys)."""
   return (weight / (1 - weight)) / (share / (1 - share))
 
 
@@ -177,22 +172,24 @@ def read_out(model, variables, tokens):
   """Logits ``(B, L, V)``, every layer's attention rows ``(B, H, L, L)`` and its
   :func:`mass_ratios` ``(B, L)`` (zero without a grid of M > 1) for ``tokens``.
 
-  q and k are the outputs of each layer's ``query`` and ``key`` Dense, captured in one
-  forward pass."""
-  is_qk = lambda module, method: method == "__call__" and module.name in ("query", "key")
-  logits, captured = model.apply(variables, tokens, train=False, capture_intermediates=is_qk,
-                                 mutable=["intermediates"])
-  spec = model.spec
-  heads = lambda x: x.reshape(x.shape[:2] + (spec.num_heads, spec.head_dim))
+  One forward pass of ``model`` (a ``Transformer``) with the "intermediates" collection
+  mutable: each layer's sown q and k go through that layer's own ``attention_op``, its sown
+  normalisers into :func:`mass_ratios`."""
+  if model.variant != "att":
+    raise ValueError(f"the read-out needs the att. variant (mimo.variant = 'att'), got "
+                     f"{model.variant!r}: att.+MLP layers (Eq. 68) leave their outputs bound")
+  logits, sown = model.apply(variables, tokens, train=False, mutable=["intermediates"])
+  spec = layer_spec(model)
+  m, n = spec.grid
   rows, ratios = [], []
   for i in range(model.num_layers):
-    block = captured["intermediates"]["encoder"][f"layer_{i}"]["attention"]
-    q, k = (heads(block[name]["__call__"][0]) for name in ("query", "key"))
+    layer = sown["intermediates"]["encoder"][f"layer_{i}"]["attention"]
+    q, k = layer["q"][0], layer["k"][0]
     constants = variables.get(CONSTANTS, {}).get("encoder", {}).get(f"layer_{i}", {})
     constants = constants.get("attention", {})
-    attend, m, n = layer_attention(spec, constants, model.curriculum)
+    attend = attention_op(spec, constants.get("projection"), constants.get("binding_keys"))
     rows.append(attention_rows(q, k, attend, m, n))
-    ratios.append(mass_ratios(q, k, attend) if m > 1
+    ratios.append(mass_ratios(layer["normalisers"][0]) if m > 1
                   else jnp.zeros(q.shape[:2], q.dtype))
   return logits, rows, ratios
 
@@ -228,17 +225,16 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
   """One record per (seed, layer) of the run in ``workdir`` (latest checkpoint), read on the
   warm-up sub-grid when ``subgrid``."""
   with open(os.path.join(workdir, "config.json")) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    config = config_lib.from_dict(json.load(f))
   if subgrid and config.model.attention != "favor_s":
     raise ValueError(f"--subgrid needs a FAVOR+S run (model.attention = 'favor_s'), got "
                      f"{config.model.attention!r}")
   trainer, state = restore_run(config, workdir)
-  model = trainer.model.clone(curriculum=subgrid)
+  model = trainer.model.clone(phase=dataclasses.replace(trainer.model.phase, subgrid=subgrid))
   read = jax.jit(functools.partial(read_out, model))  # compiled once for all seeds
   source = data_lib.load_split(config.data, split)[0]
-  layers = [f"layer_{i}" for i in range(trainer.model.num_layers)]
-  favor_s = config.model.attention == "favor_s"
-  m, n = grid_size(config.mimo.m, config.mimo.n, subgrid) if favor_s else (1, 1)
+  layers = [f"layer_{i}" for i in range(model.num_layers)]
+  m, n = layer_spec(model).grid
   channel_of = lambda size: np.asarray(grid_channel(size, m, n)[2])
 
   records = []
@@ -297,11 +293,9 @@ def main():
           zip(r["channel_accuracy"], r["channel_prev"], r["channel_match_odds"],
               r["channel_mass_ratio"])))
   name = "attention_focus_subgrid.json" if args.subgrid else "attention_focus.json"
-  out = args.out or os.path.join(args.workdir, name)
-  with open(out, "w") as f:
-    json.dump({"workdir": args.workdir, "split": args.split, "subgrid": args.subgrid,
-               "records": records}, f, indent=2)
-  print(f"wrote {out}")
+  output.write_json(args.out or os.path.join(args.workdir, name),
+                    {"workdir": args.workdir, "split": args.split, "subgrid": args.subgrid,
+                     "records": records}, indent=2)
 
 
 if __name__ == "__main__":

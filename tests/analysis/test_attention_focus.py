@@ -1,5 +1,6 @@
-"""The attention read-out of trained LMs: rows against independent formulas, the statistics,
-and a smoke run whose read-out accuracy equals the run's own evaluation."""
+"""The attention read-out of trained LMs: rows against independent formulas and against the
+model's own attention outputs, the statistics, and a smoke run whose read-out accuracy equals
+the run's own evaluation."""
 
 import json
 import os
@@ -9,12 +10,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from benchmarks import attention_focus
 from experiments import synthetic
 from mimojax import data as data_lib
+from mimojax.analysis import attention_focus
+from mimojax.models.phase import Phase
+from mimojax.models.transformer import Transformer
 from mimojax.nn.attention import AttentionSpec
+from mimojax.nn.attention import attention_op
+from mimojax.nn.attention import normalisers_op
 from mimojax.ops import attention as attention_ops
 from mimojax.ops import binding
+from mimojax.train import config as config_lib
 from mimojax.train import loop
 
 B, L, H, D = 4, 10, 2, 4  # L > D: rows come from several blocks of one-hot values
@@ -27,29 +33,26 @@ def _causal_normalised(scores):
 
 def test_softmax_rows_are_the_softmax_weights():
   q, k = jax.random.normal(jax.random.key(0), (2, B, L, H, D))
-  attend, m, n = attention_focus.layer_attention(
-      AttentionSpec(num_heads=H, head_dim=D, causal=True), {})
-  rows = attention_focus.attention_rows(q, k, attend, m, n)
+  attend = attention_op(AttentionSpec(num_heads=H, head_dim=D, causal=True))
+  rows = attention_focus.attention_rows(q, k, attend)
   scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / np.sqrt(D)
   expected = _causal_normalised(jnp.exp(scores - scores.max(-1, keepdims=True)))
   np.testing.assert_allclose(rows, expected, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("m, n, curriculum", [(1, 1, False), (2, 2, False), (2, 2, True)])
-def test_favor_rows_are_each_channels_own_kernel_weights(m, n, curriculum):
+@pytest.mark.parametrize("m, n, subgrid", [(1, 1, False), (2, 2, False), (2, 2, True)])
+def test_favor_rows_are_each_channels_own_kernel_weights(m, n, subgrid):
   """Row of channel (m, n): phi(q~_n) . phi(k~_m) over j <= i, normalised (Eq. 19, 67); with
-  ``curriculum``, on the M/2 x N/2 sub-grid of the same keys (App. F.1)."""
+  ``subgrid``, on the M/2 x N/2 sub-grid of the same keys (App. F.1)."""
   q, k = jax.random.normal(jax.random.key(1), (2, B, L, H, D))
   projection = attention_ops.gaussian_orthogonal_matrix(jax.random.key(2), 16, D)
   keys = binding.rademacher_keys(jax.random.key(3), (m, n, D))
   if m * n == 1:  # plain FAVOR+: no binding
     keys = jnp.ones_like(keys)
   spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s" if m * n > 1 else "favor",
-                       causal=True, m=m, n=n)
-  constants = {"projection": projection, "binding_keys": keys}
-  rows = attention_focus.attention_rows(
-      q, k, *attention_focus.layer_attention(spec, constants, curriculum))
-  if curriculum:
+                       causal=True, m=m, n=n, subgrid=subgrid)
+  rows = attention_focus.attention_rows(q, k, attention_op(spec, projection, keys), *spec.grid)
+  if subgrid:
     m, n, keys = m // 2, n // 2, keys[:m // 2, :n // 2]
   scale = (np.sqrt(D) * m * n) ** -0.5  # D^(-1/4) for FAVOR+
   grid = lambda x: np.asarray(x * scale).reshape(B // (m * n), m, n, L, H, D)
@@ -64,6 +67,40 @@ def test_favor_rows_are_each_channels_own_kernel_weights(m, n, curriculum):
         np.testing.assert_allclose(rows[(g * m + i) * n + j], expected, rtol=1e-4, atol=1e-6)
 
 
+def _hand_mass_ratios(q, k, keys, kernel):
+  """sum_{m' != m} B^(m',n) / B^(m,n) per example and query position (mean over heads), with
+  the causal normalisers built from the bundles by hand (Eq. 62, 67). ``kernel(q~, k~)``:
+  ``(L, H, D)`` bundles -> ``(H, Lq, Lk)`` kernel values."""
+  m, n = keys.shape[:2]
+  batch = q.shape[0]
+  grid = lambda x: np.asarray(x).reshape(batch // (m * n), m, n, L, H, D)
+  qg, kg = grid(q), grid(k)
+  causal = np.tril(np.ones((L, L)))
+  expected = np.zeros((batch, L))
+  for g in range(batch // (m * n)):
+    q_bundles = [sum(qg[g, i, j] * keys[i, j] for i in range(m)) for j in range(n)]
+    k_bundles = [sum(kg[g, i, j] * keys[i, j] for j in range(n)) for i in range(m)]
+    # mass[i, j]: (H, L) normaliser B^(i,j) of every query position
+    mass = np.array([[np.einsum("hqk,qk->hq", kernel(q_bundles[j], k_bundles[i]), causal)
+                      for j in range(n)] for i in range(m)])
+    for i in range(m):
+      for j in range(n):
+        expected[(g * m + i) * n + j] = ((mass[:, j].sum(0) - mass[i, j]) / mass[i, j]).mean(0)
+  return expected
+
+
+def _relu_features_kernel(projection, m, n):
+  """phi(s q~) . phi(s k~) with s = (sqrt(D) M N)^(-1/2), the module's scaling (ref 2.2)."""
+  s = (np.sqrt(D) * m * n) ** -0.5
+  phi = lambda x: np.asarray(attention_ops.relu_kernel(x * s, projection))
+  return lambda qb, kb: np.einsum("qhr,khr->hqk", phi(qb), phi(kb))
+
+
+def _exact_kernel(qb, kb):
+  """exp(q~ . k~ / sqrt(D)) (Eq. 20), in float64."""
+  return np.exp(np.einsum("qhd,khd->hqk", qb, kb).astype(np.float64) / np.sqrt(D))
+
+
 @pytest.mark.parametrize("m, n", [(2, 2), (3, 2)])
 def test_mass_ratios_against_the_bundle_normalisers(m, n):
   """sum_{m' != m} B^(m',n) / B^(m,n) (Eq. 67's normaliser) per example and query position,
@@ -73,24 +110,80 @@ def test_mass_ratios_against_the_bundle_normalisers(m, n):
   projection = attention_ops.gaussian_orthogonal_matrix(jax.random.key(5), 16, D)
   keys = binding.rademacher_keys(jax.random.key(6), (m, n, D))
   spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s", causal=True, m=m, n=n)
-  attend, _, _ = attention_focus.layer_attention(
-      spec, {"projection": projection, "binding_keys": keys})
-  ratios = attention_focus.mass_ratios(q, k, attend)
-  scale = (np.sqrt(D) * m * n) ** -0.5
-  grid = lambda x: np.asarray(x * scale).reshape(batch // (m * n), m, n, L, H, D)
-  qg, kg = grid(q), grid(k)
-  phi = lambda x: np.asarray(attention_ops.relu_kernel(x, projection))
-  causal = np.tril(np.ones((L, L)))
-  for g in range(batch // (m * n)):
-    q_bundles = [phi(sum(qg[g, i, j] * keys[i, j] for i in range(m))) for j in range(n)]
-    k_bundles = [phi(sum(kg[g, i, j] * keys[i, j] for j in range(n))) for i in range(m)]
-    # mass[i, j]: (H, L) normaliser B^(i,j) of every query position
-    mass = np.array([[np.einsum("qhr,khr,qk->hq", q_bundles[j], k_bundles[i], causal)
-                      for j in range(n)] for i in range(m)])
-    for i in range(m):
-      for j in range(n):
-        expected = (mass[:, j].sum(0) - mass[i, j]) / mass[i, j]
-        np.testing.assert_allclose(ratios[(g * m + i) * n + j], expected.mean(0), rtol=1e-4)
+  ratios = attention_focus.mass_ratios(normalisers_op(spec, projection, keys)(q, k))
+  expected = _hand_mass_ratios(q, k, np.asarray(keys), _relu_features_kernel(projection, m, n))
+  np.testing.assert_allclose(ratios, expected, rtol=1e-4)
+
+
+def _lm(attention, m=1, n=1, phase=Phase(), kernel="relu"):
+  spec = AttentionSpec(num_heads=H, head_dim=D, attention=attention, kernel=kernel,
+                       num_features=16, causal=True, m=m, n=n)
+  return Transformer(spec=spec, vocab_size=7, num_classes=7, head="lm", num_layers=2,
+                     embed_dim=8, mlp_dim=16, max_len=L, phase=phase)
+
+
+def _init(model, tokens, gain=4.0):
+  """Random variables with every parameter times ``gain`` (rows far from uniform)."""
+  rngs = {"params": jax.random.key(7), "constants": jax.random.key(8)}
+  variables = model.init(rngs, tokens, train=False)
+  return {**variables, "params": jax.tree.map(lambda w: gain * w, variables["params"])}
+
+
+@pytest.mark.parametrize("attention", ["softmax", "favor"])
+def test_read_out_rows_reproduce_each_layers_own_attention_output(attention):
+  """Without superposition a layer's attention output is its rows times its values: the rows
+  that read_out finds, applied to the values of the model's own forward pass, give the input
+  of the layer's output projection W_o."""
+  tokens = jax.random.randint(jax.random.key(9), (B, L), 0, 7)
+  model = _lm(attention)
+  variables = _init(model, tokens)
+  logits, rows, ratios = attention_focus.read_out(model, variables, tokens)
+  is_attention = lambda module, method: method == "__call__" and module.name in ("value", "out")
+  expected, captured = model.apply(variables, tokens, train=False,
+                                   capture_intermediates=is_attention, mutable=["intermediates"])
+  np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-6)
+  for i, layer_rows in enumerate(rows):
+    layer = captured["intermediates"]["encoder"][f"layer_{i}"]["attention"]
+    v = layer["value"]["__call__"][0].reshape(B, L, H, D)
+    out = layer["out"]["__call__"][0]  # W_o's output; its input is the attention output
+    w = variables["params"]["encoder"][f"layer_{i}"]["attention"]["out"]
+    attended = jnp.einsum("bhqk,bkhd->bqhd", layer_rows, v).reshape(B, L, H * D)
+    np.testing.assert_allclose(attended @ w["kernel"] + w["bias"], out, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ratios[i], 0.0)
+
+
+@pytest.mark.parametrize("phase", [Phase(), Phase(subgrid=True), Phase(exact_kernel=True)],
+                         ids=["grid", "subgrid", "exact_kernel"])
+def test_read_out_of_a_favor_s_model_reads_its_sown_normalisers(phase):
+  """FAVOR+S on a 2 x 2 grid: every layer's mass ratios are those of its own q, k and
+  constants (hand-built), with the ReLU features or, in an exact-kernel phase, the exact exp
+  kernel; its rows sum to one; on the App. F.1 sub-grid (1 x 1) there is no other key
+  bundle."""
+  tokens = jax.random.randint(jax.random.key(10), (B, L), 0, 7)
+  model = _lm("favor_s", 2, 2, phase, kernel="exp" if phase.exact_kernel else "relu")
+  # the exact kernel's own-bundle mass would underflow against the others' at gain 4
+  variables = _init(model, tokens, gain=1.0 if phase.exact_kernel else 4.0)
+  _, rows, ratios = attention_focus.read_out(model, variables, tokens)
+  _, sown = model.apply(variables, tokens, train=False, mutable=["intermediates"])
+  for i in range(2):
+    np.testing.assert_allclose(rows[i].sum(-1), 1.0, rtol=1e-5)
+    if phase.subgrid:
+      np.testing.assert_array_equal(ratios[i], 0.0)
+      continue
+    layer = sown["intermediates"]["encoder"][f"layer_{i}"]["attention"]
+    constants = variables["constants"]["encoder"][f"layer_{i}"]["attention"]
+    kernel = (_exact_kernel if phase.exact_kernel
+              else _relu_features_kernel(constants["projection"], 2, 2))
+    expected = _hand_mass_ratios(layer["q"][0], layer["k"][0],
+                                 np.asarray(constants["binding_keys"]), kernel)
+    np.testing.assert_allclose(ratios[i], expected, rtol=1e-4)
+
+
+def test_read_out_rejects_the_att_mlp_variant():
+  tokens = jnp.zeros((B, L), jnp.int32)
+  model = _lm("favor_s", 2, 2).clone(variant="att_mlp")
+  with pytest.raises(ValueError, match="att. variant"):
+    attention_focus.read_out(model, _init(model, tokens), tokens)
 
 
 def test_focus_stats_on_known_rows():
@@ -145,7 +238,7 @@ def test_read_out_of_a_smoke_run_reproduces_its_test_accuracy(tmp_path):
     assert r["channel_mass_ratio"] == [0.0]  # no other key bundle
   assert [r["prev"] for r in subgrid] != [r["prev"] for r in records]
   # --split=train: last-token accuracy on the training sequences, against a direct forward
-  trainer, state = attention_focus.restore_run(config, workdir)
+  trainer, state = attention_focus.restore_run(config_lib.from_dict(config), workdir)
   train = attention_focus.analyse(workdir, split="train")
   source = data_lib.load_split(config.data, "train")[0]
   tokens = np.stack([source[i]["inputs"] for i in range(len(source))])

@@ -1,6 +1,6 @@
 """How much can one channel's query prefer a matching key in FAVOR+S? A kernel-contrast probe.
 
-    python benchmarks/kernel_contrast.py [--dims=32,64,128] [--trials=4000]
+    python -m mimojax.analysis.kernel_contrast [--dims=32,64,128] [--trials=4000]
         [--out=benchmarks/results/kernel_contrast.json]
 
 Channel (0, 0) of an M x N grid (1 x 1, 2 x 2, 4 x 4) gets a unit query q and a unit key
@@ -20,15 +20,12 @@ is the arc-cosine kernel and cos(theta+-) = +-1 / sqrt(MN) (``arccos_ratio``).
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from mimojax.analysis import output
 from mimojax.nn.attention import feature_map
 from mimojax.ops import attention
 from mimojax.ops import binding
@@ -92,13 +89,11 @@ def main():
   simplex = {f"{m}x{n}": arccos_ratio(m, n, -1 / 8) for m, n in GRIDS}
   print("arc-cosine limit against the nearest of nine simplex keys (cos = -1/8): "
         + ", ".join(f"{g} {r:.2f}" for g, r in simplex.items()))
-  os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-  with open(args.out, "w") as f:
-    json.dump({"results": results, "arccos_limit_vs_simplex_key": simplex,
-               "command": f"python benchmarks/kernel_contrast.py --dims={args.dims} "
-               f"--trials={args.trials}",
-               "jax": jax.__version__, "machine": platform.processor() or platform.machine()},
-              f, indent=1)
+  output.write_json(args.out, {
+      "results": results, "arccos_limit_vs_simplex_key": simplex,
+      "command": f"python -m mimojax.analysis.kernel_contrast --dims={args.dims} "
+                 f"--trials={args.trials}",
+      **output.environment()})
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ import math
 
 import pytest
 
-from mimojax.models import macs
+from mimojax.analysis import macs
+from mimojax.models.phase import Phase
 from mimojax.models.wide_resnet import MIMOConv
 from mimojax.models.wide_resnet import WideResNet
 
@@ -96,6 +97,8 @@ def test_dynamic_modes_pay_binding_and_unbinding_per_replica():
   assert slow["binding"] == pytest.approx(4 * fast["binding"])
   assert slow["unbinding"] == pytest.approx(4 * fast["unbinding"])
   assert slow["first_conv"] == pytest.approx(fast["first_conv"])
+  # the phase's inputs per pass is the same mode as the call argument
+  assert macs.macs_per_sample(model.clone(phase=Phase(inputs_per_pass=1)), CIFAR) == slow
 
 
 @pytest.mark.parametrize("size, stride", [(8, 1), (7, 1), (8, 2), (9, 2)])

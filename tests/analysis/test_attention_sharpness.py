@@ -1,10 +1,10 @@
-"""The sharpness probe reads true attention rows out of ops.favor_s_attention."""
+"""The sharpness probe reads true attention rows out of the FAVOR+S layer's attention_op."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import attention_sharpness as probe
+from mimojax.analysis import attention_sharpness as probe
 from mimojax.ops import attention
 from mimojax.ops import binding
 

@@ -1,16 +1,11 @@
-"""launch/report.py: the final metric of each workdir as a table, a plot and JSON."""
+"""analysis.report: the final metric of each workdir as a table, a plot and JSON."""
 
-import importlib.util
 import json
 import os
 
 import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-spec = importlib.util.spec_from_file_location("report", os.path.join(REPO, "launch",
-                                                                     "report.py"))
-report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(report)
+from mimojax.analysis import report
 
 
 def make_run(path, n, per_seed):
