@@ -25,6 +25,7 @@ from benchmarks import common  # noqa: E402
 from experiments import synthetic  # noqa: E402
 from mimojax import data as data_lib  # noqa: E402
 from mimojax.data import builders  # noqa: E402
+from mimojax.train import config as config_lib  # noqa: E402
 
 
 def time_batches(iterator, count):
@@ -43,8 +44,12 @@ def main():
 
   config = synthetic.get_config(f"task={args.task}")
   config.data.data_dir = args.data_dir
-  sources = {"tfds array_record": builders.prepare(config.data).as_data_source("train"),
-             "in memory": data_lib.load_split(config.data, "train")[0]}
+  config.train.num_epochs = -1
+  config.train.num_steps = 1
+  data = config_lib.from_dict(config).data
+  builder = builders.AssocRecall if args.task == "ar" else builders.InductionHead
+  sources = {"tfds array_record": builders.prepare(builder, data).as_data_source("train"),
+             "in memory": data_lib.load_split(data, "train")[0]}
   iterators = {name: data_lib.train_batches(source, config.train.batch_size, 0)
                for name, source in sources.items()}
   for iterator in iterators.values():  # warm-up: start the read threads, fill the buffer

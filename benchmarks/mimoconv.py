@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from benchmarks import common  # noqa: E402
-from mimojax.models import macs  # noqa: E402
+from mimojax.analysis import macs  # noqa: E402
 from mimojax.models.wide_resnet import MIMOConv  # noqa: E402
 from mimojax.models.wide_resnet import WideResNet  # noqa: E402
 

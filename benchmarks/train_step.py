@@ -58,11 +58,13 @@ def single_step_batches(trainer, iterator, count):
 
 
 def run_steps(r):
-  """Runs ``r["batches"]`` through ``r["trainer"].train_step`` from ``r["state"]``; seconds."""
+  """Runs ``r["batches"]`` through the trainer's main compiled step from ``r["state"]``;
+  seconds."""
   state, trainer = r["state"], r["trainer"]
+  train_step = trainer.train_step_for(trainer.schedule.base)
   start = time.perf_counter()
   for batch in r["batches"]:
-    state, metrics = trainer.train_step(state, batch, trainer.train_keys)
+    state, metrics = train_step(state, batch, trainer.train_keys)
   jax.block_until_ready((state, metrics))
   r["state"] = state
   return time.perf_counter() - start
