@@ -292,7 +292,8 @@ def in_range(name: str, value, low=None, high=None, *, high_open: bool = False) 
   below = high is None or (value < high if high_open else value <= high)
   if not (above and below):
     bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}"
-    raise ValueError(f"{name}={value!r} must be in {bounds}{')' if high_open else ']'}")
+    raise ValueError(f"{name}={value!r} is out of range; allowed: "
+                     f"{bounds}{')' if high_open else ']'}")
 
 
 def divisors(n: int) -> tuple[int, ...]:
@@ -452,7 +453,7 @@ def _validate_phases(config: Config) -> None:
     if values and model.name != "mimoconv":
       raise ValueError(f"{name} is for model.name='mimoconv', got {model.name!r}")
     for n in values:
-      choose(f"{name} value (a divisor of mimo.n={mimo.n})", n, divisors(mimo.n))
+      choose(name, n, divisors(mimo.n))  # the divisors of mimo.n
   if config.train.steps_per_call > 1 and mimo.slow_fraction > 0:
     raise ValueError(f"train.steps_per_call={config.train.steps_per_call} needs "
                      "mimo.slow_fraction=0 (slow-mode batches are drawn one step at a "

@@ -1,5 +1,6 @@
 """End-to-end training: smoke runs, golden first step, resume, seed vmap, devices, errors."""
 
+import collections
 import json
 import math
 import os
@@ -11,14 +12,10 @@ import numpy as np
 import pytest
 
 from experiments import synthetic
-from mimojax.train import loop, mesh as mesh_lib
+from mimojax.models import Phase
+from mimojax.train import loop, mesh as mesh_lib, phases, step
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("tfds"))
 
 
 # The synthetic defaults drop no embedding features for the FAVOR models; the tests of
@@ -139,13 +136,43 @@ def test_exact_kernel_steps_come_first_in_chunks_of_their_own(data_dir, tmp_path
                         mimo__exact_kernel_fraction=0.25)
   trainer = loop.Trainer(config, "/unused")
   assert chunks(trainer) == [(0, 3), (3, 1), (4, 2), (6, 2), (8, 4)]
-  assert [trainer.step_fn(i) is trainer.exact_train_steps[True] for i in range(12)] == (
+  phase = lambda i: phases.phase_at(trainer.schedule, i)
+  assert [phase(i) == Phase(subgrid=True, exact_kernel=True) for i in range(12)] == (
       [True] * 3 + [False] * 9)
-  assert trainer.step_fn(3) is trainer.warmup_train_step
-  assert trainer.step_fn(6) is trainer.train_step
+  assert phase(3) == Phase(subgrid=True)
+  assert phase(6) == Phase()
   loop.train_and_evaluate(config, str(tmp_path))
   test = [r for r in read_metrics(tmp_path) if r["split"] == "test"]
   assert all(0 <= r["accuracy/exact_kernel"] <= 1 for r in test)
+
+
+def test_each_phase_traces_its_train_and_eval_step_once_over_a_run(data_dir, tmp_path,
+                                                                     monkeypatch):
+  """The loop compiles one train and one eval step per phase: exact kernel on the sub-grid,
+  sub-grid warm-up, full grid (and each evaluation mode), each traced once over the run.
+  (A trace counter per step: chex.assert_max_traces counts per code object, which the
+  steps of all phases share.)"""
+  traces = collections.Counter()
+
+  def counted(make, kind):
+    def build(model, *args, **kwargs):
+      fn = make(model, *args, **kwargs)
+
+      def traced(*fn_args):  # runs only while jax traces the compiled step
+        traces[kind, model.phase] += 1
+        return fn(*fn_args)
+      return traced
+    return build
+
+  monkeypatch.setattr(step, "make_train_step", counted(step.make_train_step, "train"))
+  monkeypatch.setattr(step, "make_eval_step", counted(step.make_eval_step, "eval"))
+  config = smoke_config(data_dir, "model=mimoformer,task=ar", train__steps_per_call=1,
+                        model__kernel="exp", mimo__curriculum_fraction=0.5,
+                        mimo__exact_kernel_fraction=0.25)
+  loop.train_and_evaluate(config, str(tmp_path))
+  exact, warm, full = (Phase(subgrid=True, exact_kernel=True), Phase(subgrid=True), Phase())
+  assert traces == {("train", exact): 1, ("train", warm): 1, ("train", full): 1,
+                    ("eval", full): 1, ("eval", warm): 1, ("eval", exact): 1}
 
 
 def test_curriculum_ramp_mixes_grids_with_a_linearly_rising_full_grid_share(data_dir):
@@ -157,7 +184,7 @@ def test_curriculum_ramp_mixes_grids_with_a_linearly_rising_full_grid_share(data
                         train__steps_per_call=52, mimo__curriculum_fraction=0.25,
                         mimo__curriculum_ramp_fraction=0.5, **every)
   trainer = loop.Trainer(config, "/unused")
-  subgrid = np.array([trainer.on_subgrid(i) for i in range(4000)])
+  subgrid = np.array([phases.on_subgrid(trainer.schedule, i) for i in range(4000)])
   assert subgrid[:1000].all() and not subgrid[3000:].any()
   full = ~subgrid[1000:3000]
   expected = (np.arange(2000) + 1) / 2001
@@ -171,7 +198,7 @@ def test_curriculum_ramp_mixes_grids_with_a_linearly_rising_full_grid_share(data
     assert len(set(subgrid[i:end])) == 1
     if count < 52 and end % 1000:  # cut short only where the grid changes
       assert subgrid[end] != subgrid[i]
-    assert (trainer.step_fn(i) is trainer.warmup_train_step) == subgrid[i]
+    assert (phases.phase_at(trainer.schedule, i) == Phase(subgrid=True)) == subgrid[i]
     i = end
 
 
@@ -185,7 +212,7 @@ def test_curriculum_ramp_chunked_equals_one_step_per_call(data_dir, tmp_path):
                           **overrides)
     if per_call == 1:
       trainer = loop.Trainer(config, "/unused")
-      assert {trainer.on_subgrid(i) for i in range(3, 9)} == {True, False}
+      assert {phases.on_subgrid(trainer.schedule, i) for i in range(3, 9)} == {True, False}
     runs[per_call] = leaves(loop.train_and_evaluate(config, str(tmp_path / str(per_call))))
   no_ramp = leaves(loop.train_and_evaluate(
       smoke_config(data_dir, "model=mimoformer,task=ar", mimo__curriculum_fraction=0.25),

@@ -38,7 +38,7 @@ import pytest
 from experiments import synthetic
 from mimojax import data as data_lib
 from mimojax import main as main_lib
-from mimojax.train import checkpoint, mesh as mesh_lib
+from mimojax.train import checkpoint, config as config_lib, mesh as mesh_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 STUDY = "model=transformer,task=ih,seeds=2,smoke"
@@ -111,14 +111,15 @@ def test_checkpoint_dir_keeps_bucket_urls():
 # --- subprocess helpers ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  """The tiny induction-head data, generated once for every process of this module."""
-  path = str(tmp_path_factory.mktemp("tfds"))
+def prepared_data_dir(data_dir):
+  """``data_dir`` holding the tiny induction-head data, generated before any process reads
+  it."""
   config = synthetic.get_config(STUDY)
-  config.data.data_dir = path
+  config.data.data_dir = data_dir
+  typed = config_lib.from_dict(config)
   for split in ("train", "test"):
-    data_lib.load_split(config.data, split)
-  return path
+    data_lib.load_split(typed.data, split)
+  return data_dir
 
 
 def _env(**extra):
@@ -211,10 +212,10 @@ def resume_from_step(source, target, step):
 # --- 2 processes = 1 process; checkpoints cross over -------------------------------------
 
 @pytest.mark.slow
-def test_two_processes_match_one_process_and_checkpoints_cross_over(data_dir, tmp_path):
+def test_two_processes_match_one_process_and_checkpoints_cross_over(prepared_data_dir, tmp_path):
   one, two = str(tmp_path / "one"), str(tmp_path / "two")
-  train_one_process(data_dir, one)
-  train_two_processes(data_dir, two)
+  train_one_process(prepared_data_dir, one)
+  train_two_processes(prepared_data_dir, two)
 
   reference = read_metrics(one)
   assert [r["step"] for r in reference if r["split"] == "train"] == [4, 8, 12]
@@ -228,9 +229,9 @@ def test_two_processes_match_one_process_and_checkpoints_cross_over(data_dir, tm
   # Written by 2 processes, resumed by 1; and the other way round.
   two_to_one, one_to_two = str(tmp_path / "two_to_one"), str(tmp_path / "one_to_two")
   resume_from_step(two, two_to_one, 6)
-  train_one_process(data_dir, two_to_one)
+  train_one_process(prepared_data_dir, two_to_one)
   resume_from_step(one, one_to_two, 6)
-  train_two_processes(data_dir, one_to_two)
+  train_two_processes(prepared_data_dir, one_to_two)
   for workdir, what in ((two_to_one, "2-process checkpoint resumed in 1 process"),
                         (one_to_two, "1-process checkpoint resumed in 2 processes")):
     assert_same_state(read_state(workdir, 12), final, what)
@@ -261,7 +262,7 @@ def _wait_for(predicate, timeout, what):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("victim", [0, 1], ids=["coordinator_killed", "worker_killed"])
-def test_killing_one_process_stops_the_other_with_an_error(data_dir, tmp_path, victim):
+def test_killing_one_process_stops_the_other_with_an_error(prepared_data_dir, tmp_path, victim):
   port = _free_port()
   procs, logs = [], []
   try:
@@ -271,7 +272,7 @@ def test_killing_one_process_stops_the_other_with_an_error(data_dir, tmp_path, v
                  MIMOJAX_NUM_PROCESSES="2", MIMOJAX_PROCESS_ID=str(i))
       with open(logs[i], "w") as log:
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "mimojax.main", *_flags(data_dir, tmp_path / "run"),
+            [sys.executable, "-m", "mimojax.main", *_flags(prepared_data_dir, tmp_path / "run"),
              "--distributed"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
 
     def both_joined():
