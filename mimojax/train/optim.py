@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import math
 import re
+import typing
 
 import jax
 import jax.numpy as jnp
@@ -80,7 +81,9 @@ def learning_rate_schedule(opt, total_steps: int):
   return one_cycle(total_steps, peak, opt.warmup_fraction, opt.anneal)
 
 
-_ScheduleState = type(optax.WrappedSchedule(lambda count: count).init())
+# The state of a schedule injected by WrappedSchedule, read from its annotation: creating
+# one would start a JAX backend at import, before jax.distributed.initialize can run.
+_ScheduleState = typing.get_type_hints(optax.WrappedSchedule.init)["return"]
 
 
 def advance_schedules(opt_state):
