@@ -9,7 +9,8 @@ Schedules:
   the peak (safari's induction-head recipe: timm's cosine scheduler, `warmup_prefix=False`).
 - `one_cycle`: PyTorch OneCycleLR defaults used by the official MIMONets code
   (div_factor 25, final_div_factor 1e4, `anneal` cos or linear) with optional momentum /
-  beta1 cycling 0.95 -> 0.85 -> 0.95 (reference-mimonets 1.6, 2.6).
+  beta1 cycling 0.95 -> 0.85 -> 0.95 (IBM/multiple-input-multiple-output-nets:
+  `MIMOConv/src/train_superposition.py`, `MIMOFormer/code/run_tasks.py`).
 """
 
 from __future__ import annotations
