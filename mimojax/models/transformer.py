@@ -11,7 +11,8 @@ settings; deep and wide models are ``num_layers`` / ``num_heads`` settings. Head
   ``inputs2``; the classifier sees [x0, x1, x0*x1, x0-x1].
 * "lm" (synthetic AR / induction head, Table 3): causal attention in every layer, final LN,
   Dense to the vocabulary -> (B, L, V), or with ``tie_embeddings`` the transposed token
-  embedding without bias (safari SimpleLM). No padding mask (token 0 is a real token there).
+  embedding without bias (safari SimpleLM, HazyResearch/safari:
+  ``src/models/sequence/simple_lm.py``). No padding mask (token 0 is a real token there).
 
 Official heads: IBM/multiple-input-multiple-output-nets: ``MIMOFormer/code/model_wrapper.py``.
 """

@@ -25,7 +25,8 @@ from mimojax.ops import channels
 ATTENTIONS = ("softmax", "favor", "favor_s")
 KERNELS = ("relu", "exp", "dpfp")
 # Dense-layer initialisations: "torch" (nn.Linear default; the official MIMOFormer code) and
-# "gpt2" (safari SimpleLM `_init_weights`: N(0, 0.02) kernels, zero biases).
+# "gpt2" (safari SimpleLM `_init_weights`: N(0, 0.02) kernels, zero biases;
+# HazyResearch/safari: src/models/sequence/simple_lm.py).
 INITS = ("torch", "gpt2")
 GPT2_STD = 0.02
 

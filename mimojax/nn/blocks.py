@@ -18,7 +18,8 @@ from mimojax.ops import channels
 
 # PyTorch's LayerNorm epsilon (the official code runs torch defaults).
 LAYER_NORM_EPS = 1e-5
-# MLP activations: ReLU (official MIMOFormer code) or tanh-approximated GELU (safari SimpleLM).
+# MLP activations: ReLU (official MIMOFormer code) or tanh-approximated GELU (safari SimpleLM,
+# HazyResearch/safari: src/models/sequence/simple_lm.py).
 MLP_ACTIVATIONS = {"relu": nn.relu, "gelu": lambda x: nn.gelu(x, approximate=True)}
 
 

@@ -304,7 +304,8 @@ def test_constructor_validation():
 
 def test_gpt2_init_scales_and_zero_biases():
   """safari SimpleLM `_init_weights`: N(0, 0.02) kernels, zero biases, and N(0, 0.02^2 / 2L)
-  for the layers writing into the residual stream (attention out, MLP out)."""
+  for the layers writing into the residual stream (attention out, MLP out)
+  (HazyResearch/safari: src/models/sequence/simple_lm.py)."""
   config = _config("lm", attention="favor", num_layers=2, embed_dim=64, mlp_dim=256,
                    num_heads=1, head_dim=64, init="gpt2")
   params = _init(_model(config), _tokens())["params"]["encoder"]
