@@ -137,7 +137,8 @@ def test_mimoconv_cifar_bad_arguments(arg, match):
 
 
 def _simple_lm_param_count(d=32, layers=2, inner=128, vocab=20, l_max=42):
-  """Parameters of safari's SimpleLMHeadModel (tied head), counted from its layer list."""
+  """Parameters of safari's SimpleLMHeadModel (tied head), counted from its layer list
+  (HazyResearch/safari: src/models/sequence/simple_lm.py)."""
   embeddings = vocab * d + l_max * d
   attention = d * 3 * d + 3 * d + d * d + d  # Wqkv and out_proj, with biases
   mlp = d * inner + inner + inner * d + d

@@ -18,7 +18,7 @@ def test_readme_example_runs_and_matches_ops():
   out = scope["out"]
   assert out.shape == (8, 128, 4, 64)
   assert bool(jnp.all(jnp.isfinite(out)))
-  # With keys of ones on a 1 x 1 grid the same call is plain FAVOR+ (DESIGN.md section 3).
+  # With keys of ones on a 1 x 1 grid the same call is plain FAVOR+.
   q, k, v, phi = scope["q"], scope["k"], scope["v"], scope["phi"]
   ones = jnp.ones((1, 1, 64))
   grid1 = lambda x: ops.to_grid(x, 1, 1)

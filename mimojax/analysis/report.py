@@ -10,8 +10,9 @@ JSON object per evaluation: `step`, `split`, each metric with its `_std` and `_p
 over seeds) and prints one row: the workdir, the step, the metric in percent as mean +- std
 over seeds and the per-seed values. `--best` takes each seed's highest value over all
 `<split>` lines instead (the protocol of a checkpoint callback that keeps the best
-evaluation, as safari's synthetic tasks do, where the validation set is the test set); the
-step column then reads `best of <k>`, and the JSON rows hold each seed's step. `--x=a.b`
+evaluation, as safari's synthetic tasks do, where the validation set is the test set:
+HazyResearch/safari `configs/experiment/synthetics/`); the step column then reads
+`best of <k>`, and the JSON rows hold each seed's step. `--x=a.b`
 adds the config value a.b as a column; with `--plot` the rows become a line plot of the
 metric against it (error bars: std over seeds; needs matplotlib, `pip install -e
 ".[plot]"`). `--json` writes the rows.

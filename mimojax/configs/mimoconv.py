@@ -1,6 +1,6 @@
 """The MIMOConv training recipe shared by `experiments/mimoconv_cifar.py` and
-`experiments/mimoconv_mnist.py` (paper App. E.1 and the official code, reference-mimonets
-1.6).
+`experiments/mimoconv_mnist.py` (paper App. E.1 and the official code,
+IBM/multiple-input-multiple-output-nets: `MIMOConv/src/train_superposition.py`, `optimizer.py`).
 
 SGD with momentum under OneCycleLR (max lr 0.2, 30 % cosine warm-up from 0.008, cosine
 down to 8e-7, momentum cycled 0.95 -> 0.85 -> 0.95), L2 weight decay 1e-5 on every

@@ -29,7 +29,7 @@ builder            config       contents
 ``lra_retrieval``  ``aan``      LRA release AAN TSVs from a manual directory (``lra``)
 =================  ===========  =====================================================
 
-Splits: ``train`` / ``test`` for the synthetics (the reference evaluates on test),
+Splits: ``train`` / ``test`` for the synthetics (HazyResearch/safari evaluates on test),
 ``train`` / ``validation`` / ``test`` for the others. ListOps tokens, retrieval documents
 and pixels are stored compactly (uint8); the task table (``tasks``) reads them through views
 that make int32 ids.

@@ -1,4 +1,5 @@
-"""Image classification data for WideResNet / MIMOConv (paper App. E.1, reference 1.6, 3.4).
+"""Image classification data for WideResNet / MIMOConv (paper App. E.1; official
+IBM/multiple-input-multiple-output-nets: ``MIMOConv/src/datasets.py``).
 
 Datasets (``data.name``):
 
@@ -114,7 +115,8 @@ def preprocess(images: np.ndarray, spec: ImageSpec, mean=None, std=None) -> np.n
 
 def augment(images: np.ndarray, rng: np.random.Generator, *, flip: bool = True, pad: int = 4,
             pad_mode: str = "reflect", pad_value=0.0) -> np.ndarray:
-  """Training augmentation of a batch ``(B, H, W, C)`` (reference 1.6, App. E.1).
+  """Training augmentation of a batch ``(B, H, W, C)`` (App. E.1; official
+  ``MIMOConv/src/datasets.py``).
 
   Each image is flipped left-right with probability 1/2 (``flip``), then padded by ``pad``
   pixels per side (``"reflect"``, or ``"constant"`` with per-channel ``pad_value``) and

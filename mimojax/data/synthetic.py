@@ -3,8 +3,9 @@
 A re-implementation of the in-context-learning synthetics that MIMONets evaluates MIMOFormer on
 (App. F: associative recall over 40 characters, induction head over 30, a 20-character
 dictionary, 5000 train / 500 test sequences). It makes the same random draws, in the same
-order, as the H3/safari generator the paper used, so the distribution (and, for a fixed numpy
-version, the sequences themselves) match.
+order, as the H3/safari generator the paper used (HazyResearch/safari:
+``src/dataloaders/synthetics.py``), so the distribution (and, for a fixed numpy version, the
+sequences themselves) match.
 
 Vocabulary. ``vocab_size - 2`` ordinary tokens, the strings "0", "1", ..., plus two specials,
 the no-op "." and the copy prefix "=>". The full vocabulary is sorted as strings, which puts
@@ -22,7 +23,7 @@ overwritten by "=>", then "=>" and the token that followed the first "=>". Chanc
 
 Language-model examples. A sequence s of L + 3 (AR) or L + 2 (IH) tokens becomes inputs
 s[:-1], targets s[1:]; train examples weight every position (next-token loss everywhere),
-test examples only the last one (the answer), as in the reference.
+test examples only the last one (the answer), as in safari's generator.
 """
 
 import numpy as np
@@ -78,7 +79,7 @@ def induction_head_sequence(rng: np.random.Generator, input_seq_len: int = 30,
   """One IH token sequence of ``input_seq_len + 2`` ids (induction_len = 1, one trigger).
 
   Draw order: ``input_seq_len`` uniforms mapped through the cdf of the ordinary tokens (the
-  reference's ``choice(..., p=...)``), one unused uniform, then the trigger position.
+  safari generator's ``choice(..., p=...)``), one unused uniform, then the trigger position.
   """
   _check_vocab_size(vocab_size)
   p = np.array([0.0] + [1.0 / (vocab_size - 2)] * (vocab_size - 2) + [0.0])
@@ -141,7 +142,7 @@ def lm_examples(sequences: np.ndarray, last_only: bool) -> dict[str, np.ndarray]
 
 def make_splits(task: str, num_train: int, num_test: int, input_seq_len: int,
                 vocab_size: int = 20, seed: int = 0, progress=None) -> dict:
-  """Train then test split from one ``default_rng(seed)`` stream (the reference's order)."""
+  """Train then test split from one ``default_rng(seed)`` stream (safari's order)."""
   check_sizes(task, num_train, num_test, input_seq_len, vocab_size)
   rng = np.random.default_rng(seed)
   train = generate_sequences(task, rng, num_train, input_seq_len, vocab_size, progress)

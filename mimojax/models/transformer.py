@@ -4,14 +4,17 @@ One module covers the paper's sequence models (Sec. 4, Sec. 5.2, App. F): the at
 type (softmax, FAVOR+, FAVOR+S) and the MIMOFormer variant ("att" or "att_mlp") are
 settings; deep and wide models are ``num_layers`` / ``num_heads`` settings. Heads:
 
-* "classifier" (LRA, ref 2.1): final LN, times the mask, MEAN pool over all L positions
-  (pads counted in the divisor) or the CLS position, then Dense(classifier_dim) -> ReLU ->
-  Dense(num_classes).
-* "dual" (LRA Retrieval, ref 2.1): the same encoder on ``inputs`` and ``inputs2``; the
-  classifier sees [x0, x1, x0*x1, x0-x1].
+* "classifier" (LRA; official ``ModelForSC``): final LN, times the mask, MEAN pool over all
+  L positions (pads counted in the divisor) or the CLS position, then
+  Dense(classifier_dim) -> ReLU -> Dense(num_classes).
+* "dual" (LRA Retrieval; official ``ModelForSCDual``): the same encoder on ``inputs`` and
+  ``inputs2``; the classifier sees [x0, x1, x0*x1, x0-x1].
 * "lm" (synthetic AR / induction head, Table 3): causal attention in every layer, final LN,
   Dense to the vocabulary -> (B, L, V), or with ``tie_embeddings`` the transposed token
-  embedding without bias (safari SimpleLM). No padding mask (token 0 is a real token there).
+  embedding without bias (safari SimpleLM, HazyResearch/safari:
+  ``src/models/sequence/simple_lm.py``). No padding mask (token 0 is a real token there).
+
+Official heads: IBM/multiple-input-multiple-output-nets: ``MIMOFormer/code/model_wrapper.py``.
 """
 
 import dataclasses
@@ -72,7 +75,8 @@ class Encoder(nn.Module):
 
 def pool(x, mask, pooling: str):
   """(B, L, E) -> (B, E). "mean": ``mean_L(x * mask)``, pads counted in the divisor
-  (reference 2.1 / divergence 10); "cls": position 0."""
+  (as IBM/multiple-input-multiple-output-nets: ``MIMOFormer/code/model_wrapper.py``);
+  "cls": position 0."""
   if mask is not None:
     x = x * mask[..., None].astype(x.dtype)
   if pooling == "cls":

@@ -1,4 +1,8 @@
-"""WideResNet, WideIsoNet and MIMOConv (Sec. 3, Sec. 5.1, App. B and E; reference 1.1-1.5).
+"""WideResNet, WideIsoNet and MIMOConv (Sec. 3, Sec. 5.1, App. B and E).
+
+Official code (IBM/multiple-input-multiple-output-nets):
+``MIMOConv/src/models/superwideresnet.py``, ``MIMOConv/src/models/superwideisonet.py`` and
+``MIMOConv/src/superposition.py``.
 
 Networks (images NHWC float32 -> logits ``(B, num_classes)``):
 
@@ -24,16 +28,16 @@ BatchNorm: ``train=True`` normalises with batch statistics and updates the runni
 (collection ``"batch_stats"``, the caller passes ``mutable=["batch_stats"]``);
 ``train=False`` uses the running statistics, or with ``bn_eval_batch_stats=True`` the
 eval batch's statistics without updating anything (the official code never calls
-``model.eval()``, reference 1.6 / 4.3).
+``model.eval()``: ``MIMOConv/src/train_superposition.py``, ``validate_dynamic.py``).
 
 Regularisers (applied by the training loss; the networks only expose them):
 ``model.regularization_loss(params, model_state)`` returns
 ``isometry_gamma * isometry + key_mu * keys`` where ``isometry`` is
 ``ops.isometry_penalty`` over every block conv and projection shortcut conv at its stride
 (selected by :meth:`isometry_include`; the stem, keys, unbinding and classifier are
-excluded, reference 1.3) and ``keys`` is ``ops.key_orthonormality_penalty`` of trainable
-PWHRR keys (App. B.3 Eq. 26). ``model.regularizers(params, model_state)`` returns the
-unweighted terms for logging.
+excluded, as ``isometry_regularization`` in ``superwideisonet.py``) and ``keys`` is
+``ops.key_orthonormality_penalty`` of trainable PWHRR keys (App. B.3 Eq. 26).
+``model.regularizers(params, model_state)`` returns the unweighted terms for logging.
 """
 
 from __future__ import annotations
@@ -124,7 +128,8 @@ class _WideBase(nn.Module):
   @nn.nowrap
   def isometry_include(self, path: str) -> int | None:
     """Stride of the block / shortcut conv kernel at ``path`` (a '/'-joined params path),
-    or None for every other leaf: the selection of ``ops.isometry_penalty`` (reference 1.3)."""
+    or None for every other leaf: the selection of ``ops.isometry_penalty`` (official
+    ``isometry_regularization``, ``MIMOConv/src/models/superwideisonet.py``)."""
     match = _BLOCK_CONV.fullmatch(path)
     if match is None:
       return None

@@ -5,6 +5,9 @@ The module holds the trainable projections W_q, W_k, W_v, W_o and the frozen con
 attention maths. Queries, keys and values are ``(B, L, H, D)``; masks ``(B, L)`` booleans,
 True = real token. For FAVOR+S a batch is viewed as ``(B/(M*N), M, N, ...)`` grids, example
 ``(g*M + m)*N + n`` in group ``g`` and channel ``(m, n)`` (``ops.to_grid``).
+
+Official-code paths below are relative to ``MIMOFormer/code`` of
+IBM/multiple-input-multiple-output-nets.
 """
 
 import dataclasses
@@ -22,7 +25,8 @@ from mimojax.ops import channels
 ATTENTIONS = ("softmax", "favor", "favor_s")
 KERNELS = ("relu", "exp", "dpfp")
 # Dense-layer initialisations: "torch" (nn.Linear default; the official MIMOFormer code) and
-# "gpt2" (safari SimpleLM `_init_weights`: N(0, 0.02) kernels, zero biases).
+# "gpt2" (safari SimpleLM `_init_weights`: N(0, 0.02) kernels, zero biases;
+# HazyResearch/safari: src/models/sequence/simple_lm.py).
 INITS = ("torch", "gpt2")
 GPT2_STD = 0.02
 
@@ -32,7 +36,8 @@ LOSSES = "losses"  # weighted loss terms sown in training; the train step adds t
 
 
 def torch_linear(features: int, fan_in: int, name: str | None = None) -> nn.Dense:
-  """``nn.Dense`` initialised like PyTorch's ``nn.Linear`` default (reference 2.1).
+  """``nn.Dense`` initialised like PyTorch's ``nn.Linear`` default (as every Linear of the
+  official ``model.py`` and ``attention.py``).
 
   Kernel and bias are both U(-1/sqrt(fan_in), 1/sqrt(fan_in)) (kaiming-uniform with
   a = sqrt(5) is exactly that bound for the kernel).
@@ -61,10 +66,11 @@ def dense(features: int, fan_in: int, init: str = "torch", residual_scale: float
 
 
 def grid_size(m: int, n: int, subgrid: bool) -> tuple[int, int]:
-  """The grid in use: ``(M, N)``, or the ``(M/2, N/2)`` warm-up sub-grid (App. F.1, ref 2.5).
+  """The grid in use: ``(M, N)``, or the ``(M/2, N/2)`` warm-up sub-grid (App. F.1).
 
-  The reference halves both axes with integer division; an axis of size 1 stays 1 (the
-  reference divides by zero there, a case none of its configs reaches).
+  The official code (``Model.start_MIMO_warmup``, ``model.py``) halves both axes with integer
+  division; an axis of size 1 stays 1 (the official code divides by zero there, a case none
+  of its configs reaches).
   """
   if subgrid:
     return max(1, m // 2), max(1, n // 2)
@@ -73,20 +79,20 @@ def grid_size(m: int, n: int, subgrid: bool) -> tuple[int, int]:
 
 def qk_scale(kernel: str, head_dim: int, m: int = 1, n: int = 1,
              exp_temperature: float = 1.0) -> float:
-  """Factor on q and k before the feature map. ReLU and DPFP follow the official code (ref
-  2.2 / 2.3): (sqrt(D) M N)^(-1/2) on an M x N grid, i.e. D^(-1/4) for FAVOR+ (the ReLU
-  kernel applies another). The exp kernel gets sqrt(exp_temperature): its own D^(-1/4) then
-  gives the softmax kernel exp(t q . k / sqrt(D)), the paper's (Eq. 12; Eq. 20 for the
-  bundles) at t = 1."""
+  """Factor on q and k before the feature map. ReLU and DPFP follow the official code
+  (``attention_performer.py``, ``attention_mimoformer.py``): (sqrt(D) M N)^(-1/2) on an
+  M x N grid, i.e. D^(-1/4) for FAVOR+ (the ReLU kernel applies another). The exp kernel gets
+  sqrt(exp_temperature): its own D^(-1/4) then gives the softmax kernel
+  exp(t q . k / sqrt(D)), the paper's (Eq. 12; Eq. 20 for the bundles) at t = 1."""
   if kernel == "exp":
     return math.sqrt(exp_temperature)
   return (math.sqrt(head_dim) * m * n) ** -0.5
 
 
 def feature_map(kernel: str, projection=None, dpfp_nu: int = 1):
-  """The feature map phi named by ``kernel`` (``KERNELS``): "relu" random features (ref 2.2
-  step 4) or "exp" positive softmax features, both with the (R, D) ``projection``, or "dpfp"
-  (no projection)."""
+  """The feature map phi named by ``kernel`` (``KERNELS``): "relu" random features (as the
+  official ``attention_performer.py``) or "exp" positive softmax features, both with the
+  (R, D) ``projection``, or "dpfp" (no projection)."""
   if kernel == "dpfp":
     return functools.partial(attention_ops.dpfp_kernel, nu=dpfp_nu)
   fn = attention_ops.relu_kernel if kernel == "relu" else attention_ops.exp_kernel
@@ -107,7 +113,7 @@ class AttentionSpec:
   at the config boundary (``mimojax.train.config``).
 
   attention: "softmax" | "favor" (FAVOR+, Eq. 10) | "favor_s" (FAVOR+S grid, Eq. 19).
-  kernel: feature map of favor/favor_s: "relu" (reference), "exp" (positive softmax
+  kernel: feature map of favor/favor_s: "relu" (official code), "exp" (positive softmax
     features) or "dpfp" (DPFP, no random projection).
   num_features: R, rows of the random projection (relu/exp).
   exp_temperature: t of the exp kernel's softmax kernel exp(t q . k / sqrt(D)); 1 is the
@@ -115,7 +121,7 @@ class AttentionSpec:
   redraw_features: draw a fresh projection from the "features" rng at every training call
     instead of using the frozen one (eval always uses the frozen one).
   attention_dropout: dropout on the softmax attention weights (softmax only, as in the
-    reference).
+    official code).
   exact_kernel: favor_s with the exp kernel only: the exact kernel exp(t q~ . k~ / sqrt(D))
     that the positive features estimate, quadratic in L (``ops.favor_s_exact_attention``).
     Not in the paper; a training phase (``mimo.exact_kernel_fraction``).
@@ -129,8 +135,9 @@ class AttentionSpec:
     W_o under "gpt2" (see :func:`dense`).
   reference_padding: favor/favor_s only. False (default): padded keys contribute nothing
     (``ops`` mask semantics; extra padding leaves real outputs unchanged). True: the
-    official code's behaviour (ref 2.2): k and v are multiplied by the mask and no mask is
-    passed on, so every pad adds phi(0) (= eps for the ReLU kernel) to the normaliser.
+    official code's behaviour (``attention_performer.py``): k and v are multiplied by the
+    mask and no mask is passed on, so every pad adds phi(0) (= eps for the ReLU kernel) to
+    the normaliser.
   """
 
   num_heads: int

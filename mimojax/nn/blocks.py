@@ -1,6 +1,9 @@
-"""Transformer building blocks: embeddings, pre-LN encoder layers (ref 2.1) and the
-att.+MLP MIMOFormer layer that keeps the residual stream in superposition (Sec. 4.2, Fig. 3,
-ref 2.4)."""
+"""Transformer building blocks: embeddings, pre-LN encoder layers and the att.+MLP
+MIMOFormer layer that keeps the residual stream in superposition (Sec. 4.2, Fig. 3).
+
+Official code (IBM/multiple-input-multiple-output-nets): ``MIMOFormer/code/model.py``
+(``Embeddings``, ``Transformer``, ``BLOCKFormer``) and
+``MIMOFormer/code/attention_blockformer.py``."""
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -13,9 +16,10 @@ from mimojax.nn.attention import dense
 from mimojax.ops import binding
 from mimojax.ops import channels
 
-# PyTorch's LayerNorm epsilon (the reference runs torch defaults).
+# PyTorch's LayerNorm epsilon (the official code runs torch defaults).
 LAYER_NORM_EPS = 1e-5
-# MLP activations: ReLU (official MIMOFormer code) or tanh-approximated GELU (safari SimpleLM).
+# MLP activations: ReLU (official MIMOFormer code) or tanh-approximated GELU (safari SimpleLM,
+# HazyResearch/safari: src/models/sequence/simple_lm.py).
 MLP_ACTIVATIONS = {"relu": nn.relu, "gelu": lambda x: nn.gelu(x, approximate=True)}
 
 
@@ -24,7 +28,9 @@ def layer_norm(name: str | None = None) -> nn.LayerNorm:
 
 
 class Embed(nn.Module):
-  """Token embedding + learned position embedding, both N(0, 0.02), then dropout (ref 2.1).
+  """Token embedding + learned position embedding, both N(0, 0.02), then dropout.
+
+  As ``Embeddings`` in ``MIMOFormer/code/model.py`` of the official code.
 
   With ``cls_token`` a learned CLS embedding (N(0, 0.02)) is prepended, so the output is
   ``(B, L + 1, E)`` and position 0 is the CLS position. The position table has
@@ -54,7 +60,8 @@ class Embed(nn.Module):
 
 
 class Mlp(nn.Module):
-  """Dense(hidden) -> activation -> Dropout -> Dense(E) -> Dropout (ref 2.1).
+  """Dense(hidden) -> activation -> Dropout -> Dense(E) -> Dropout (official
+  ``MIMOFormer/code/model.py``).
 
   ``activation`` is a key of ``MLP_ACTIVATIONS`` (checked by the model builder); ``init``
   and ``residual_scale`` as for ``nn.attention.dense`` (the output layer writes into the
@@ -77,7 +84,8 @@ class Mlp(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-  """Pre-LN layer (ref 2.1): X <- Dropout(Attn(LN X)) + X; X <- MLP(LN X) + X.
+  """Pre-LN layer: X <- Dropout(Attn(LN X)) + X; X <- MLP(LN X) + X (official
+  ``MIMOFormer/code/model.py``, ``Transformer.forward``).
 
   With favor_s attention this is the MIMOFormer "att." layer (Sec. 4.2): only the attention
   runs in superposition; W_o, residual and MLP act on each sequence separately.
@@ -101,7 +109,8 @@ class EncoderBlock(nn.Module):
 
 
 def bundle_skip(x, keys):
-  """Skip connection of the att.+MLP layer: ``S_n = sum_m X_{m,n} (.) e_{m,n}`` (ref 2.4).
+  """Skip connection of the att.+MLP layer: ``S_n = sum_m X_{m,n} (.) e_{m,n}`` (Sec. 4.2;
+  official ``BlockformerAttention.skipconnection``, ``MIMOFormer/code/attention_blockformer.py``).
 
   ``x`` (B, L, E) with B = G*M*N in grid order, ``keys`` (M, N, E) -> (G*N, L, E),
   row ``g*N + n``.
@@ -113,10 +122,11 @@ def bundle_skip(x, keys):
 
 
 def retrieve(s, keys):
-  """Unbinding after the MLP: ``X_{m,n} = S_n (.) e_{m,n}`` (ref 2.4 step 3).
+  """Unbinding after the MLP: ``X_{m,n} = S_n (.) e_{m,n}`` (official
+  ``BlockformerAttention.retrieve``, ``MIMOFormer/code/attention_blockformer.py``).
 
   ``s`` (G*N, L, E), ``keys`` (M, N, E) -> (G*M*N, L, E) in grid order. Cross-talk from the
-  other rows m' is not removed (the reference's behaviour, Sec. 4.2); with M = 1 bipolar
+  other rows m' is not removed (the official code's behaviour, Sec. 4.2); with M = 1 bipolar
   keys make ``retrieve(bundle_skip(x, e), e) == x`` exactly.
   """
   m, n = keys.shape[:2]
@@ -127,7 +137,8 @@ def retrieve(s, keys):
 
 
 class SuperposedEncoderBlock(EncoderBlock):
-  """MIMOFormer "att.+MLP" layer (Sec. 4.2, Fig. 3, Eq. 68; ref 2.4).
+  """MIMOFormer "att.+MLP" layer (Sec. 4.2, Fig. 3, Eq. 68; official
+  ``MIMOFormer/code/attention_blockformer.py`` and ``model.py``, ``BLOCKFormer``).
 
   1. X1 = Dropout(Attn(LN1 X)) + skip(X): attention returns the superposed, still bound
      output (B/M rows); skip bundles the inputs with the embedding keys e.

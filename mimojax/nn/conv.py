@@ -2,11 +2,13 @@
 
 * :class:`Activation`: ReLU, parametric ReLU (App. B.1 Eq. 22, per-channel slope, init 0.5)
   or shifted ReLU (Eq. 21, per-channel threshold, init -1). As in the official code
-  (reference 1.5) neither parameter is clamped.
+  (IBM/multiple-input-multiple-output-nets: ``MIMOConv/src/models/superwideisonet.py``)
+  neither parameter is clamped.
 * :class:`BatchNorm`: PyTorch ``BatchNorm2d`` semantics (momentum 0.1, eps 1e-5, unbiased
   running variance) with the choice of batch or running statistics made per call, so the
   official code's test-time behaviour (batch statistics, nothing updated) is expressible.
-* :class:`BasicBlock`: the pre-activation residual block (reference 1.1) in two layouts:
+* :class:`BasicBlock`: the pre-activation residual block (official
+  ``MIMOConv/src/models/superwideresnet.py``, ``BasicBlock``) in two layouts:
   ``"official"`` (IBM ``BasicBlock``: projection shortcut = 1x1 conv + BN on the raw input)
   and ``"standard"`` (Zagoruyko & Komodakis: projection 1x1 conv on the pre-activated input).
 * :class:`PWHRRBind`: N binding keys and position-wise HRR binding (Eq. 5).
@@ -129,7 +131,8 @@ class BatchNorm(nn.Module):
 
 
 class BasicBlock(nn.Module):
-  """Pre-activation residual block (reference 1.1): ``conv2(act(BN(conv1(act(BN(x)))))) + s``.
+  """Pre-activation residual block: ``conv2(act(BN(conv1(act(BN(x)))))) + s`` (official
+  ``MIMOConv/src/models/superwideresnet.py``, ``BasicBlock.forward``).
 
   ``conv1`` carries the stride. The shortcut ``s`` is ``x`` unless the stride is not 1 or
   the channel count changes; then it is a 1x1 projection, in the ``"official"`` layout
@@ -213,8 +216,9 @@ class MBATUnbind(nn.Module):
 
   One ``(D, N*D)`` kernel holds all N unbinding matrices (channel k uses columns
   ``k*D:(k+1)*D``), initialised kaiming-normal with fan_out = N*D like the official 1x1
-  conv. ``bias_relu`` adds the official code's bias (N*D) and ReLU (reference 1.1); without
-  it the unbinding is the paper's plain matrix product.
+  conv. ``bias_relu`` adds the official code's bias (N*D) and ReLU (``Superposition`` in
+  ``MIMOConv/src/superposition.py``); without it the unbinding is the paper's plain matrix
+  product.
   """
 
   num_channels: int

@@ -1,4 +1,4 @@
-"""Pure jax.numpy maths of computation in superposition (no flax): DESIGN.md section 3."""
+"""Pure jax.numpy maths of computation in superposition (no flax)."""
 
 from mimojax.ops.attention import (bundle_mass_spread, dpfp_kernel, exp_kernel, favor_attention,
                                    favor_s_attention, favor_s_exact_attention,

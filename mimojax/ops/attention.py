@@ -19,8 +19,9 @@ Padding
   the normaliser is computed as extra value columns (see ``_linear_attention``) and the whole
   value row of a padded position is zeroed. The official code instead zeroes padded keys
   *before* the feature map, so with the ReLU kernel every pad adds ``eps * 1_R`` to ``B``
-  (reference digest Sec. 2.2); callers who want that behaviour multiply ``k`` and ``v`` by the
-  mask themselves and pass ``mask=None``. Queries are never masked (as in the official code).
+  (IBM/multiple-input-multiple-output-nets: ``MIMOFormer/code/attention_performer.py``);
+  callers who want that behaviour multiply ``k`` and ``v`` by the mask themselves and pass
+  ``mask=None``. Queries are never masked (as in the official code).
   A query whose normaliser is 0 (no real key, or a feature map such as DPFP that vanishes)
   has numerator 0 too, and its output is 0 rather than NaN.
 

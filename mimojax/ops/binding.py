@@ -100,12 +100,13 @@ def _circulant_product(x, keys, axis: int, subscripts: str):
 
 
 def torch_pwhrr_key_to_hrr(w):
-  """Converts official PyTorch PWHRR keys to :func:`hrr_bind` keys (reference 1.2).
+  """Converts official PyTorch PWHRR keys to :func:`hrr_bind` keys.
 
-  The official code stores keys as a ``Conv1d`` weight (cross-correlation, circular padding
-  ``C/2``, output index 0 dropped). That equals circular convolution with the permuted key
-  ``k[..., n] = w[..., (C/2 - 1 - n) mod C]``, which this returns. ``w`` is ``(..., C)``
-  (e.g. the torch weight ``(N, 1, C)`` squeezed to ``(N, C)``), ``C`` even.
+  The official code (IBM/multiple-input-multiple-output-nets: ``MIMOConv/src/superposition.py``,
+  ``pointwiseConvThroughChannels``) stores keys as a ``Conv1d`` weight (cross-correlation,
+  circular padding ``C/2``, output index 0 dropped). That equals circular convolution with the
+  permuted key ``k[..., n] = w[..., (C/2 - 1 - n) mod C]``, which this returns. ``w`` is
+  ``(..., C)`` (e.g. the torch weight ``(N, 1, C)`` squeezed to ``(N, C)``), ``C`` even.
   """
   c = w.shape[-1]
   if c % 2:
@@ -138,7 +139,7 @@ def key_orthonormality_penalty(keys):
 
   For keys ``(N, D)`` (rows a_i): mean over the N(N-1)/2 pairs i < j of the squared cosine
   similarity, plus the mean over i of ``(||a_i|| - 1)^2``. The first term is 0 for N = 1.
-  Rows are normalised as ``a / max(||a||, 1e-12)`` (the reference's ``F.normalize``).
+  Rows are normalised as ``a / max(||a||, 1e-12)`` (the official code's ``F.normalize``).
   """
   if keys.ndim != 2:
     raise ValueError(f"keys must have shape (N, D), got shape {keys.shape}")

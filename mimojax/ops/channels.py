@@ -59,10 +59,11 @@ def _check_channels(num_channels: int, inputs_per_pass: int) -> None:
 def assign_channels(x, num_channels: int, inputs_per_pass: int):
   """Fills ``N`` channels with ``n`` inputs per pass: ``(B, ...) -> (B/n, N, ...)``.
 
-  Channel ``k`` of group ``g`` holds example ``g*n + (k mod n)`` (reference 1.4: the
-  official ``repeat(1, N/n, ...)`` tiles the ``n`` inputs). ``n = N`` is the static
-  MIMOConv assignment (channel k <- example g*N + k); ``n = 1`` copies each input into
-  every channel (slow mode).
+  Channel ``k`` of group ``g`` holds example ``g*n + (k mod n)`` (the official
+  ``repeat(1, N/n, ...)`` tiles the ``n`` inputs: ``SuperWideResnet.forward`` in
+  IBM/multiple-input-multiple-output-nets: ``MIMOConv/src/models/superwideresnet.py``).
+  ``n = N`` is the static MIMOConv assignment (channel k <- example g*N + k); ``n = 1``
+  copies each input into every channel (slow mode).
   """
   _check_channels(num_channels, inputs_per_pass)
   _check_batch(x, inputs_per_pass, "inputs_per_pass")
@@ -75,7 +76,8 @@ def merge_replicas(y, num_channels: int, inputs_per_pass: int):
 
   ``y`` holds per-channel outputs laid out as :func:`assign_channels` lays out inputs;
   output ``g*n + i`` is the mean of channels ``i, i + n, i + 2n, ...`` of group ``g``
-  (reference 1.4, averaged before the shared linear classifier).
+  (averaged before the shared linear classifier, as ``SuperWideResnet.forward`` in
+  IBM/multiple-input-multiple-output-nets: ``MIMOConv/src/models/superwideresnet.py``).
   """
   _check_channels(num_channels, inputs_per_pass)
   if y.ndim < 2 or y.shape[1] != num_channels:

@@ -7,15 +7,16 @@ zero-padded self-correlation of Eq. 25,
     O[a, b, c, d] = sum_{r, s, t} U[a, r, c*stride + s - (kh-1), d*stride + t - (kw-1)] V[b, r, s, t],
 
 (out-of-range U entries are 0) and ``delta`` is the identity at the spatial centre. Following
-the official code (reference 1.3), the Gram is taken on W (torch layout ``(C_o, C_i, k, k)``)
-when ``C_i >= C_o`` and on ``W^T`` (first two axes swapped) otherwise; for ``C_i == C_o`` the
-code uses W where the paper's text says ``W^T``. Gram shapes are ``(c, c, 5, 5)`` for a 3x3
-kernel at stride 1, ``(c, c, 3, 3)`` at stride 2 and ``(c, c, 1, 1)`` for 1x1 kernels, with
-``c = min(C_i, C_o)``.
+the official code (IBM/multiple-input-multiple-output-nets:
+``MIMOConv/src/models/superwideisonet.py``, ``ortho_conv``), the Gram is taken on W (torch
+layout ``(C_o, C_i, k, k)``) when ``C_i >= C_o`` and on ``W^T`` (first two axes swapped)
+otherwise; for ``C_i == C_o`` the code uses W where the paper's text says ``W^T``. Gram
+shapes are ``(c, c, 5, 5)`` for a 3x3 kernel at stride 1, ``(c, c, 3, 3)`` at stride 2 and
+``(c, c, 1, 1)`` for 1x1 kernels, with ``c = min(C_i, C_o)``.
 
 Precision: the penalty is computed in float32 (float64 if the kernel is float64) with
 ``Precision.HIGHEST`` convolutions; the official code sums the per-layer terms in float64.
-The scale gamma (1e-4 in the reference) is applied by the caller.
+The scale gamma (1e-4 in the official code) is applied by the caller.
 """
 
 from typing import Callable
@@ -98,7 +99,7 @@ def isometry_penalty(params, include: Callable[[str], "int | tuple[int, int] | b
   layer's **stride** to include the leaf, or ``None``/``False`` to skip it (``True`` means
   stride 1). Selected 4-D leaves are HWIO conv kernels (:func:`conv_isometry_penalty` at
   that stride); selected 2-D leaves are dense kernels (:func:`dense_isometry_penalty`,
-  stride must be 1). The reference selects the residual blocks' convs and the downsample
+  stride must be 1). The official code selects the residual blocks' convs and the downsample
   1x1 convs, and excludes the stem, the binding keys and the unbinding layer. Returns a
   float32 scalar (0 when nothing is selected).
   """

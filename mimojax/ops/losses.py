@@ -61,7 +61,9 @@ def accuracy(logits, labels, mask=None):
 
 
 def mixup(rng, x, labels, alpha: float):
-  """Mixup as in the MIMOConv code (reference 1.6): one lam and one permutation per batch.
+  """Mixup as in the MIMOConv code: one lam and one permutation per batch.
+
+  Official code: IBM/multiple-input-multiple-output-nets: ``MIMOConv/src/mixup.py``.
 
   Draws ``lam ~ Beta(alpha, alpha)`` (``lam = 1`` when ``alpha == 0``, i.e. mixup off) and a
   permutation ``perm`` of the batch axis, and returns
@@ -93,10 +95,10 @@ def info_nce(student, teacher, temperature: float):
 
   Row i's logits are the cosine similarities ``cos(student_i, teacher_j) / temperature``
   over the whole batch j; the positive is j = i (cross-entropy, mean over rows). The teacher
-  is a fixed target (``stop_gradient``), as in RevMUX (reference-baselines 3.1: teacher = the
-  single-input path run without gradients, student = the demuxed output, cosine x 20, i.e.
-  ``temperature = 0.05``, negatives = the whole minibatch). Equals ``log(B)`` when all
-  similarities are equal.
+  is a fixed target (``stop_gradient``), as in RevMUX (xuyige/RevMUX: ``nn_modules_bert.py``:
+  teacher = the single-input path run without gradients, student = the demuxed output,
+  cosine x 20, i.e. ``temperature = 0.05``, negatives = the whole minibatch). Equals
+  ``log(B)`` when all similarities are equal.
   """
   student, teacher = jnp.asarray(student), jnp.asarray(teacher)
   if student.ndim != 2 or student.shape != teacher.shape:

@@ -3,13 +3,16 @@
 Schedules:
 - `constant`.
 - `warmup_linear`: linear from `init_lr` to `learning_rate` over the warm-up, then linear to 0
-  (safari's associative-recall recipe).
+  (safari's associative-recall recipe, HazyResearch/safari:
+  `configs/experiment/synthetics/associative_recall/base.yaml`).
 - `warmup_cosine`: linear warm-up from `init_lr`, then cosine to `min_lr` over all steps
   counted from 0, so the learning rate at the end of the warm-up is already a little below
-  the peak (safari's induction-head recipe: timm's cosine scheduler, `warmup_prefix=False`).
+  the peak (safari's induction-head recipe: timm's cosine scheduler, `warmup_prefix=False`;
+  HazyResearch/safari: `configs/experiment/synthetics/induction_head/base.yaml`).
 - `one_cycle`: PyTorch OneCycleLR defaults used by the official MIMONets code
   (div_factor 25, final_div_factor 1e4, `anneal` cos or linear) with optional momentum /
-  beta1 cycling 0.95 -> 0.85 -> 0.95 (reference-mimonets 1.6, 2.6).
+  beta1 cycling 0.95 -> 0.85 -> 0.95 (IBM/multiple-input-multiple-output-nets:
+  `MIMOConv/src/train_superposition.py`, `MIMOFormer/code/run_tasks.py`).
 """
 
 from __future__ import annotations

@@ -90,7 +90,9 @@ def _hand_mass_ratios(q, k, keys, kernel):
 
 
 def _relu_features_kernel(projection, m, n):
-  """phi(s q~) . phi(s k~) with s = (sqrt(D) M N)^(-1/2), the module's scaling (ref 2.2)."""
+  """phi(s q~) . phi(s k~) with s = (sqrt(D) M N)^(-1/2), the module's scaling (as the
+  official code, IBM/multiple-input-multiple-output-nets:
+  ``MIMOFormer/code/attention_mimoformer.py``)."""
   s = (np.sqrt(D) * m * n) ** -0.5
   phi = lambda x: np.asarray(attention_ops.relu_kernel(x * s, projection))
   return lambda qb, kb: np.einsum("qhr,khr->hqk", phi(qb), phi(kb))

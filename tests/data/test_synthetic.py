@@ -24,7 +24,8 @@ def _string_vocab():
 
 
 def _reference_ar(rng, length):
-  """Transcription of the safari string generator (num_keys=1, allow_dot=False)."""
+  """Transcription of the safari string generator (num_keys=1, allow_dot=False;
+  HazyResearch/safari: src/dataloaders/synthetics.py)."""
   ordinary, full = _string_vocab()
   keys, values = ordinary[:len(ordinary) // 2], ordinary[len(ordinary) // 2:]
   table = {(k,): rng.choice(values) for k in keys}

@@ -131,7 +131,7 @@ def test_constants_are_not_params_and_keys_are_bipolar():
 
 
 def test_retrieve_inverts_bundle_skip_exactly_for_one_row():
-  """Invariant 9: M = 1 -> retrieve(skip(X)) = X bit-exactly; M = 2 -> X + bound cross-talk."""
+  """M = 1 -> retrieve(skip(X)) = X bit-exactly; M = 2 -> X + bound cross-talk."""
   rng = np.random.RandomState(0)
   x = jnp.asarray(rng.normal(size=(8, L, 16)), jnp.float32)
   keys_1 = jnp.asarray(rng.choice([-1.0, 1.0], size=(1, 2, 16)), jnp.float32)
@@ -147,7 +147,7 @@ def test_retrieve_inverts_bundle_skip_exactly_for_one_row():
 
 @pytest.mark.parametrize("variant", ["att", "att_mlp"])
 def test_group_isolation_and_batch_divisibility(variant):
-  """Invariant 7 at network level: perturbing group 1 leaves group 0 bit-identical."""
+  """Network level: perturbing group 1 leaves group 0 bit-identical."""
   model = _model(_config("classifier", variant=variant))
   x = _tokens(pad_from=LENGTHS)
   variables = _init(model, x)
@@ -304,7 +304,8 @@ def test_constructor_validation():
 
 def test_gpt2_init_scales_and_zero_biases():
   """safari SimpleLM `_init_weights`: N(0, 0.02) kernels, zero biases, and N(0, 0.02^2 / 2L)
-  for the layers writing into the residual stream (attention out, MLP out)."""
+  for the layers writing into the residual stream (attention out, MLP out)
+  (HazyResearch/safari: src/models/sequence/simple_lm.py)."""
   config = _config("lm", attention="favor", num_layers=2, embed_dim=64, mlp_dim=256,
                    num_heads=1, head_dim=64, init="gpt2")
   params = _init(_model(config), _tokens())["params"]["encoder"]

@@ -1,5 +1,6 @@
 """WideResNet / WideIsoNet / MIMOConv: shapes, parameter counts, dynamic inference, BN modes,
-binding/unbinding layout, regularisers and config validation (reference 5.2, 5.3).
+binding/unbinding layout, regularisers and config validation. Official code:
+IBM/multiple-input-multiple-output-nets, ``MIMOConv/src``.
 
 The big WRN-28-10 networks are only traced with ``jax.eval_shape``; behaviour tests run small
 widths with parameters drawn by numpy into the ``eval_shape`` structure (no jax init compile).
@@ -74,7 +75,8 @@ def cifar100_mimoconv(n):
 
 def test_mimoconv_28_10_parameter_count_matches_official():
   # Official count incl. the 12 unused skipInit alphas (one per block): 37,034,864 at N=1
-  # and 38,265,776 at N=4 (reference 1.1); mimojax has no alphas.
+  # and 38,265,776 at N=4 (``SuperWideISONet``, ``MIMOConv/src/models/superwideisonet.py``);
+  # mimojax has no alphas.
   assert num_params(abstract_variables(cifar100_mimoconv(1), (1, 32, 32, 3))["params"]) == \
       37_034_864 - 12
   assert num_params(abstract_variables(cifar100_mimoconv(4), (4, 32, 32, 3))["params"]) == \
@@ -109,7 +111,7 @@ def test_wrn_28_10_parameter_count(layout):
 
 
 def test_mimoconv_28_10_intermediate_shapes():
-  """Reference 5.3 at batch 4N: stem per image, bound (4, 32, 32, 64), pooled (4, 640),
+  """The official layout at batch 4N: stem per image, bound (4, 32, 32, 64), pooled (4, 640),
   unbinding (4, N, 640), logits (4N, 100)."""
   n = 4
   model = cifar100_mimoconv(n)
@@ -134,7 +136,7 @@ def test_mimoconv_28_10_intermediate_shapes():
 
 
 # ---------------------------------------------------------------------------------------
-# Dynamic inference (reference 5.2).
+# Dynamic inference (official ``SuperWideResnet.forward``, ``validate_dynamic.py``).
 
 
 class Jitted:

@@ -1,4 +1,7 @@
-"""MultiHeadAttention module: explicit references, FAVOR+S invariants 6/7/11, constants."""
+"""MultiHeadAttention module: explicit computations; FAVOR+S reducing to FAVOR+ at M = N = 1,
+group isolation and the curriculum sub-grid; constants.
+
+Official code: IBM/multiple-input-multiple-output-nets, ``MIMOFormer/code``."""
 
 import dataclasses
 
@@ -39,7 +42,7 @@ def _qkv(params, x):
 
 
 def _relu_features(x, projection, eps=1e-3):
-  """phi(x) = ReLU(D^-1/4 x P^T) + eps (reference 2.2), x already pre-scaled."""
+  """phi(x) = ReLU(D^-1/4 x P^T) + eps (official ``attention_performer.py``), x pre-scaled."""
   return np.maximum(x @ np.asarray(projection, np.float64).T * D ** -0.25, 0.0) + eps
 
 
@@ -64,8 +67,9 @@ def test_softmax_module_equals_explicit_computation():
 
 @pytest.mark.parametrize("reference_padding", [False, True])
 def test_favor_module_equals_explicit_performer(reference_padding):
-  """Reference 2.2: q/D^1/4, k/D^1/4 and the kernel's own D^-1/4. Padded keys are excluded,
-  or (reference_padding) zeroed before phi so each adds eps * 1_R to the normaliser."""
+  """Official ``attention_performer.py``: q/D^1/4, k/D^1/4 and the kernel's own D^-1/4.
+  Padded keys are excluded, or (reference_padding) zeroed before phi so each adds eps * 1_R
+  to the normaliser."""
   x, mask = _inputs(), _mask()
   spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor", num_features=R,
                        reference_padding=reference_padding)
@@ -92,7 +96,8 @@ def test_favor_module_equals_explicit_performer(reference_padding):
 
 
 def _explicit_grid(variables, x, m_size, n_size):
-  """Reference 2.3 steps 1-7 written as loops over the grid, batch index (g*M + m)*N + n.
+  """Official ``MimoformerAttention.forward_mimoformer`` (``attention_mimoformer.py``)
+  written as loops over the grid, batch index (g*M + m)*N + n.
 
   Returns the heads (B, L, H, D) before W_o and the normalisers B^(m,n) (G, N, L, H, M)."""
   projection = variables["constants"]["projection"]
@@ -161,7 +166,7 @@ def test_mass_balance_sows_weighted_spread_of_the_normalisers_in_training_only()
 
 @pytest.mark.parametrize("kernel", ["relu", "exp", "dpfp"])
 def test_favor_s_with_unit_grid_and_ones_keys_equals_favor(kernel):
-  """Invariant 6 at module level: M = N = 1, keys a = 1 -> FAVOR+ with the same P."""
+  """Module level: M = N = 1, keys a = 1 -> FAVOR+ with the same P."""
   x, mask = _inputs(), _mask()
   spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor", kernel=kernel,
                        num_features=R)
@@ -183,7 +188,7 @@ def test_favor_s_with_unit_grid_and_ones_keys_equals_favor(kernel):
 
 @pytest.mark.parametrize("superposed_output", [False, True])
 def test_group_isolation_is_bit_exact(superposed_output):
-  """Invariant 7: perturbing group 1 leaves every output of group 0 bit-identical."""
+  """Perturbing group 1 leaves every output of group 0 bit-identical."""
   spec = AttentionSpec(num_heads=H, head_dim=D, attention="favor_s", num_features=R, m=2, n=2)
   module = MultiHeadAttention(spec, out_dim=E, superposed_output=superposed_output)
   x, mask = _inputs(), _mask()

@@ -1,9 +1,10 @@
 """Tests for mimojax.ops.attention against explicit quadratic forms and loops.
 
-Reference invariants 6 (FAVOR+S -> FAVOR+ at M = N = 1), 8 (normaliser identity), 10 (padding;
-here in DESIGN's form: pads contribute nothing) and 13 (error falls with D). The functions
-run under cached ``jax.jit`` wrappers (one compilation per static configuration and shape),
-which keeps the file fast and checks jit compatibility throughout.
+Checks FAVOR+S -> FAVOR+ at M = N = 1, the normaliser identity (Eq. 67, 68), padding (pads
+contribute nothing; the eps per pad of the official code, IBM/multiple-input-multiple-output-nets,
+as a variant) and the error falling with D. The functions run under cached ``jax.jit``
+wrappers (one compilation per static configuration and shape), which keeps the file fast and
+checks jit compatibility throughout.
 """
 
 import functools
@@ -330,8 +331,9 @@ def test_favor_sequence_without_real_tokens_gives_zeros(causal):
 
 
 def test_reference_eps_per_pad_variant_via_zeroed_inputs():
-  """Invariant 10 (official code): zeroing k, v and passing no mask adds eps * #pads * sum_r
-  phi(q)_r to every denominator and leaves A unchanged."""
+  """Official-code padding (``MIMOFormer/code/attention_performer.py``): zeroing k, v and
+  passing no mask adds eps * #pads * sum_r phi(q)_r to every denominator and leaves A
+  unchanged."""
   q, k, v = (_normal(i, FLAT) for i in range(3))
   real, length = 7, FLAT[1]
   mask = (np.arange(length) < real)[:, None, None]
@@ -378,7 +380,7 @@ def test_favor_s_causal_across_chunks():
 @pytest.mark.parametrize("causal", [False, True])
 @pytest.mark.parametrize("kernel", ["relu", "exp", "dpfp"])
 def test_favor_s_reduces_to_favor_with_ones_keys(causal, kernel):
-  """DESIGN: M = N = 1 with keys of ones equals FAVOR+ (with padding too)."""
+  """M = N = 1 with keys of ones equals FAVOR+ (with padding too)."""
   q, k, v, _ = _grid_inputs(30, m=1, n=1)
   mask = _mask(1, q.shape[:-2])
   p = _projection(3, 16, 8)
@@ -431,7 +433,7 @@ def test_exp_features_estimate_the_exact_kernel():
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_favor_s_single_channel_key_is_rotated_projection(causal):
-  """Invariant 6: M = N = 1 with key a equals FAVOR+ with projection P diag(a) (ReLU kernel)."""
+  """M = N = 1 with key a equals FAVOR+ with projection P diag(a) (ReLU kernel)."""
   q, k, v, key = _grid_inputs(40, m=1, n=1)
   mask = _mask(1, q.shape[:-2])
   p = _projection(4, 16, 8)
@@ -443,7 +445,7 @@ def test_favor_s_single_channel_key_is_rotated_projection(causal):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_favor_s_normaliser_identity(causal):
-  """Invariant 8: sum_m B^(m,n) normalises the superposed output; o * a * B^(m,n) = S_n."""
+  """Eq. 67/68: sum_m B^(m,n) normalises the superposed output; o * a * B^(m,n) = S_n."""
   q, k, v, keys = _grid_inputs(50, m=3, n=2)
   mask = _mask(2, q.shape[:-2])
   p = _projection(5, 16, 8)
@@ -517,7 +519,7 @@ def _grid_and_channels(q, k, v, keys, p, rescale):
 
 
 def test_favor_s_error_falls_with_dimension():
-  """Invariant 13 (seeded): FAVOR+S att. approaches per-channel FAVOR+ as D grows.
+  """Seeded: FAVOR+S att. approaches per-channel FAVOR+ as D grows.
 
   The unbound output also carries the other M*N - 1 channels bound with foreign keys (Eq. 22),
   a term of constant norm that is only quasi-orthogonal to channel (m, n). The error is thus

@@ -1,4 +1,5 @@
-"""Tests for mimojax.ops.binding against explicit loops (reference invariants 1, 5, 9)."""
+"""Tests for mimojax.ops.binding against explicit loops: the official PWHRR index map, the
+key-orthonormality regulariser (Eq. 26) and exact bipolar unbinding."""
 
 import itertools
 
@@ -33,7 +34,8 @@ def _circular_correlation(s, k):
 
 def _torch_pwhrr(x, w):
   """The official PWHRR: Conv1d cross-correlation of each channel's C-vector with its key w,
-  circular padding C/2, output index 0 dropped (reference 1.2), as an explicit loop."""
+  circular padding C/2, output index 0 dropped (IBM/multiple-input-multiple-output-nets:
+  ``MIMOConv/src/superposition.py``, ``pointwiseConvThroughChannels``), as an explicit loop."""
   c = x.shape[-1]
   p = c // 2
   padded = np.concatenate([x[..., c - p:], x, x[..., :p]], axis=-1)  # circular pad p
@@ -105,7 +107,7 @@ def test_pwhrr_over_nhwc_channel_axis():
 
 @pytest.mark.parametrize("c", [4, 8, 64])
 def test_torch_pwhrr_index_map(c):
-  """Reference invariant 1: torch conv1d form == hrr_bind with the permuted key."""
+  """The torch conv1d form == hrr_bind with the permuted key."""
   rng = np.random.default_rng(c)
   x = rng.normal(size=(3, 2, c)).astype(np.float32)
   w = rng.uniform(-1 / np.sqrt(c), 1 / np.sqrt(c), size=(2, c)).astype(np.float32)

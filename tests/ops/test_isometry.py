@@ -1,4 +1,4 @@
-"""Tests for mimojax.ops.isometry against the brute-force Eq. 25 (reference invariant 4)."""
+"""Tests for mimojax.ops.isometry against the brute-force Eq. 25."""
 
 import chex
 import jax
@@ -37,7 +37,7 @@ def _brute_penalty(kernel_hwio, stride):
 @pytest.mark.parametrize("shape,stride,gram_size", [
     ((3, 3, 6, 4), 1, 5),   # C_i > C_o: W
     ((3, 3, 4, 6), 1, 5),   # C_i < C_o: W^T
-    ((3, 3, 5, 5), 1, 5),   # square: W (reference convention)
+    ((3, 3, 5, 5), 1, 5),   # square: W (official code's convention)
     ((3, 3, 6, 4), 2, 3),
     ((3, 3, 4, 6), 2, 3),
     ((1, 1, 4, 6), 2, 1),
@@ -55,7 +55,9 @@ def test_gram_and_penalty_match_brute_force(shape, stride, gram_size):
 
 
 def test_square_case_uses_w_not_w_transpose():
-  """At stride 2 the W and W^T Grams differ; the reference uses W for C_i == C_o."""
+  """At stride 2 the W and W^T Grams differ; the official code uses W for C_i == C_o
+  (``ortho_conv`` in IBM/multiple-input-multiple-output-nets:
+  ``MIMOConv/src/models/superwideisonet.py``)."""
   kernel = np.random.default_rng(3).normal(size=(3, 3, 4, 4)).astype(np.float32)
   ours = float(isometry.conv_isometry_penalty(jnp.asarray(kernel), 2))
   w_torch = np.transpose(kernel, (3, 2, 0, 1))

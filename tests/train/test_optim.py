@@ -1,4 +1,6 @@
-"""Learning-rate schedules against torch's closed forms (reference-mimonets 5.12)."""
+"""Learning-rate schedules against torch's closed forms (OneCycleLR, as the official code uses
+it: IBM/multiple-input-multiple-output-nets: ``MIMOConv/src/train_superposition.py``,
+``MIMOFormer/code/run_tasks.py``)."""
 
 import math
 

@@ -1,5 +1,6 @@
 """The pure train step: objective (mixup, regularisers), NaN/Inf and gradient-norm batch
-skipping, schedules advancing on skipped batches, frozen keys (paper App. E.1, reference 1.6)."""
+skipping, schedules advancing on skipped batches, frozen keys (paper App. E.1; official code:
+IBM/multiple-input-multiple-output-nets: ``MIMOConv/src/train_superposition.py``)."""
 
 import flax.linen as nn
 import jax
