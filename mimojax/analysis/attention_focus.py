@@ -119,13 +119,6 @@ def mass_ratios(normalisers):
   return ratios.reshape((-1,) + ratios.shape[3:]).mean(axis=-1)
 
 
-def layer_spec(model):
-  """The ``AttentionSpec`` every layer of ``model`` runs: its spec with the sub-grid and the
-  exact kernel of ``model.phase`` (as ``Transformer.__call__`` builds its layers)."""
-  return dataclasses.replace(model.spec, subgrid=model.phase.subgrid,
-                             exact_kernel=model.phase.exact_kernel)
-
-
 def focus_stats(rows, tokens):
   """Sums over the sequences of rows ``(B, H, L, L)`` that have an answer position.
 
@@ -179,7 +172,7 @@ def read_out(model, variables, tokens):
     raise ValueError(f"the read-out needs the att. variant (mimo.variant = 'att'), got "
                      f"{model.variant!r}: att.+MLP layers (Eq. 68) leave their outputs bound")
   logits, sown = model.apply(variables, tokens, train=False, mutable=["intermediates"])
-  spec = layer_spec(model)
+  spec = model.layer_spec()
   m, n = spec.grid
   rows, ratios = [], []
   for i in range(model.num_layers):
@@ -234,7 +227,7 @@ def analyse(workdir: str, split: str = "test", subgrid: bool = False) -> list[di
   read = jax.jit(functools.partial(read_out, model))  # compiled once for all seeds
   source = data_lib.load_split(config.data, split)[0]
   layers = [f"layer_{i}" for i in range(model.num_layers)]
-  m, n = layer_spec(model).grid
+  m, n = model.layer_spec().grid
   channel_of = lambda size: np.asarray(grid_channel(size, m, n)[2])
 
   records = []

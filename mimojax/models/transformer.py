@@ -110,6 +110,13 @@ class Transformer(nn.Module):
   tie_embeddings: bool = False
   phase: Phase = Phase()
 
+  @nn.nowrap
+  def layer_spec(self) -> AttentionSpec:
+    """The ``AttentionSpec`` every layer runs: ``spec`` with the sub-grid and the exact
+    kernel of ``phase``."""
+    return dataclasses.replace(self.spec, subgrid=self.phase.subgrid,
+                               exact_kernel=self.phase.exact_kernel)
+
   def _check(self, inputs, inputs2, spec):
     if inputs.ndim != 2:
       raise ValueError(f"inputs must be (B, L) token ids, got shape {inputs.shape}")
@@ -127,8 +134,7 @@ class Transformer(nn.Module):
 
   @nn.compact
   def __call__(self, inputs, *, train: bool, inputs2=None):
-    spec = dataclasses.replace(self.spec, subgrid=self.phase.subgrid,
-                               exact_kernel=self.phase.exact_kernel)
+    spec = self.layer_spec()
     self._check(inputs, inputs2, spec)
     encoder = Encoder(
         spec, self.vocab_size, self.num_layers, self.embed_dim, self.mlp_dim,

@@ -171,6 +171,21 @@ def softmax_weights_dropout(weights, rate: float, rng):
   return jnp.where(keep, weights / (1.0 - rate), 0.0)
 
 
+def _favor_s_setup(spec: AttentionSpec, projection, binding_keys, feature_op, exact_op):
+  """``(op, keys, scale, grid)`` of a FAVOR+S layer on ``spec.grid``: ``exact_op`` with the
+  exact kernel, else ``feature_op`` with the layer's feature map; the keys cut to the grid;
+  the q, k scale (``qk_scale``); and ``grid(x)``, (B, ...) -> (B/(MN), M, N, ...)."""
+  m, n = spec.grid
+  if spec.exact_kernel:
+    op = exact_op
+  else:
+    op = functools.partial(feature_op,
+                           kernel_fn=feature_map(spec.kernel, projection, spec.dpfp_nu))
+  scale = qk_scale(spec.kernel, spec.head_dim, m, n, spec.exp_temperature)
+  grid = lambda x: None if x is None else channels.to_grid(x, m, n)
+  return op, binding_keys[:m, :n], scale, grid
+
+
 def attention_op(spec: AttentionSpec, projection=None, binding_keys=None,
                  superposed_output: bool = False, dropout_fn=None):
   """``attend(q, k, v, mask=None)`` of a layer with ``spec`` for its projected q, k, v
@@ -181,22 +196,17 @@ def attention_op(spec: AttentionSpec, projection=None, binding_keys=None,
   if spec.attention == "softmax":
     return functools.partial(attention_ops.softmax_attention, causal=spec.causal,
                              dropout_fn=dropout_fn)
-  kernel_fn = feature_map(spec.kernel, projection, spec.dpfp_nu)
   if spec.attention == "favor":
+    kernel_fn = feature_map(spec.kernel, projection, spec.dpfp_nu)
     s = qk_scale(spec.kernel, spec.head_dim, exp_temperature=spec.exp_temperature)
     return lambda q, k, v, mask=None: attention_ops.favor_attention(
         q * s, k * s, v, kernel_fn, mask=mask, causal=spec.causal)
-  m, n = spec.grid
-  keys = binding_keys[:m, :n]
-  s = qk_scale(spec.kernel, spec.head_dim, m, n, spec.exp_temperature)
-  grid = lambda x: None if x is None else channels.to_grid(x, m, n)
-  if spec.exact_kernel:
-    op = attention_ops.favor_s_exact_attention
-  else:
-    op = functools.partial(attention_ops.favor_s_attention, kernel_fn=kernel_fn)
+  op, keys, s, grid = _favor_s_setup(spec, projection, binding_keys,
+                                     attention_ops.favor_s_attention,
+                                     attention_ops.favor_s_exact_attention)
 
   def attend(q, k, v, mask=None):
-    check_group(q.shape[0], m, n)
+    check_group(q.shape[0], *spec.grid)
     out = op(grid(q * s), grid(k * s), grid(v), keys, mask=grid(mask), causal=spec.causal,
              superposed_output=superposed_output)
     return out.reshape((-1,) + out.shape[2:]) if superposed_output else channels.from_grid(out)
@@ -207,15 +217,9 @@ def normalisers_op(spec: AttentionSpec, projection=None, binding_keys=None):
   """``normalisers(q, k, mask=None)`` of a FAVOR+S layer (att. variant): the ``B^(m,n)`` of
   every query row, ``(B/(MN), N, L, H, M)`` (``ops.favor_s_normalisers``), for projected q, k
   ``(B, L, H, D)``; arguments as :func:`attention_op`."""
-  m, n = spec.grid
-  keys = binding_keys[:m, :n]
-  s = qk_scale(spec.kernel, spec.head_dim, m, n, spec.exp_temperature)
-  grid = lambda x: None if x is None else channels.to_grid(x, m, n)
-  if spec.exact_kernel:
-    op = attention_ops.favor_s_exact_normalisers
-  else:
-    op = functools.partial(attention_ops.favor_s_normalisers,
-                           kernel_fn=feature_map(spec.kernel, projection, spec.dpfp_nu))
+  op, keys, s, grid = _favor_s_setup(spec, projection, binding_keys,
+                                     attention_ops.favor_s_normalisers,
+                                     attention_ops.favor_s_exact_normalisers)
   return lambda q, k, mask=None: op(grid(q * s), grid(k * s), keys, mask=grid(mask),
                                     causal=spec.causal)
 
