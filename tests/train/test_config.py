@@ -2,10 +2,12 @@
 
 import dataclasses
 import json
+import os
 
 import ml_collections
 import pytest
 
+from experiments import synthetic
 from mimojax.configs.base import base_config
 from mimojax.train import config as config_lib
 
@@ -54,6 +56,18 @@ def test_an_older_run_config_reads_with_defaults():
   assert (typed.mimo.exact_kernel_fraction, typed.mimo.mass_balance) == (0.0, 0.0)
   assert (typed.model.exp_temperature, typed.model.init) == (1.0, "torch")
   assert typed.opt.decay_exempt == config_lib.OptConfig().decay_exempt
+
+
+def test_a_stored_config_json_reads_as_its_study():
+  """``data/mimoformer_ar_smoke_config.json``, a run's ``config.json`` in the ConfigDict's
+  own JSON form (``to_json_best_effort``: lists for tuples, placeholders as null), reads as
+  the study that wrote it."""
+  path = os.path.join(os.path.dirname(__file__), "data", "mimoformer_ar_smoke_config.json")
+  with open(path) as f:
+    stored = config_lib.from_dict(json.load(f))
+  study = synthetic.get_config("model=mimoformer,task=ar,smoke")
+  study.data.data_dir = stored.data.data_dir
+  assert stored == config_lib.from_dict(study)
 
 
 def test_unknown_and_mistyped_fields_are_one_line_errors():
