@@ -1,7 +1,7 @@
 """Long Range Arena with FAVOR+S (paper Table 2, Table A3, App. F).
 
 The default (no argument) is a CPU-sized ListOps run of MIMOFormer (M = N = 2, att.) on
-locally generated data (ListOps lengths 20-128). Expect 34.8-34.9 % test accuracy at step
+locally generated data (ListOps lengths 20-128). Expect 34.8-35.0 % test accuracy at step
 2000 (one seed, CPU with 2 cores, 3-7 min; majority class 16.9 %):
 
     python -m mimojax.main --config=experiments/favor_s_lra.py
