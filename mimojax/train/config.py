@@ -196,17 +196,18 @@ class Config:
 # ConfigDict / JSON -> Config
 
 
-def _hints(cls) -> dict:
-  return typing.get_type_hints(cls)
+def _optional_of(hint):
+  """``X`` of an ``X | None`` annotation, else None."""
+  args = typing.get_args(hint)
+  return next(a for a in args if a is not type(None)) if type(None) in args else None
 
 
 def _coerce(name: str, value, hint):
   """``value`` as the annotated type ``hint``; a one-line ValueError otherwise."""
-  args = typing.get_args(hint)
-  if type(None) in args:  # X | None
+  if _optional_of(hint) is not None:
     if value is None:
       return None
-    hint = next(a for a in args if a is not type(None))
+    hint = _optional_of(hint)
   if typing.get_origin(hint) is tuple:
     if not isinstance(value, (list, tuple)):
       raise ValueError(f"{name}={value!r} must be a tuple")
@@ -229,7 +230,7 @@ def _coerce(name: str, value, hint):
 
 
 def _build(cls, values, prefix: str = ""):
-  hints = _hints(cls)
+  hints = typing.get_type_hints(cls)
   unknown = sorted(set(values) - set(hints))
   if unknown:
     where = prefix.rstrip(".") or "the config"
@@ -267,12 +268,8 @@ def to_dict(config: Config) -> dict:
 def placeholder_types(cls) -> dict:
   """Field name -> the type of a None default (``configs.base`` declares it as a typed
   placeholder so that ``--config.a.b=v`` overrides parse)."""
-  out = {}
-  for name, hint in _hints(cls).items():
-    args = typing.get_args(hint)
-    if type(None) in args:
-      out[name] = next(a for a in args if a is not type(None))
-  return out
+  hints = typing.get_type_hints(cls).items()
+  return {name: _optional_of(hint) for name, hint in hints if _optional_of(hint) is not None}
 
 
 # ------------------------------------------------------------------------------------------

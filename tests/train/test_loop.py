@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -101,8 +102,7 @@ def test_resume_reproduces_uninterrupted_run(data_dir, tmp_path, monkeypatch):
   interrupted_rows = read_metrics(tmp_path / "resumed")
   assert max(r["step"] for r in interrupted_rows) == 8  # logged after the step-6 checkpoint
   resumed = loop.train_and_evaluate(config, str(tmp_path / "resumed"))
-  for a, b in zip(leaves(straight), leaves(resumed)):
-    np.testing.assert_array_equal(a, b)
+  chex.assert_trees_all_equal(leaves(straight), leaves(resumed))
   # the rows logged after the checkpoint are replaced, not repeated
   rows, straight_rows = read_metrics(tmp_path / "resumed"), read_metrics(tmp_path / "straight")
   assert [(r["step"], r["split"]) for r in rows] == [(r["step"], r["split"])
@@ -217,8 +217,7 @@ def test_curriculum_ramp_chunked_equals_one_step_per_call(data_dir, tmp_path):
   no_ramp = leaves(loop.train_and_evaluate(
       smoke_config(data_dir, "model=mimoformer,task=ar", mimo__curriculum_fraction=0.25),
       str(tmp_path / "no_ramp")))
-  for a, b in zip(runs[1], runs[5]):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(runs[1], runs[5], rtol=1e-5, atol=1e-6)
   assert any(not np.allclose(a, b) for a, b in zip(runs[1], no_ramp))
 
 
@@ -239,8 +238,7 @@ def test_several_steps_per_call_equal_one_step_per_call_and_resume(data_dir, tmp
   train_interrupted(chunked, str(tmp_path / "chunked"), monkeypatch, at_call=7)
   assert max(r["step"] for r in read_metrics(tmp_path / "chunked")) == 8
   resumed = leaves(loop.train_and_evaluate(chunked, str(tmp_path / "chunked")))
-  for a, b in zip(straight, resumed):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  chex.assert_trees_all_close(straight, resumed, rtol=1e-5, atol=1e-6)
   rows, single_rows = read_metrics(tmp_path / "chunked"), read_metrics(tmp_path / "single")
   assert [(r["step"], r["split"]) for r in rows] == [(r["step"], r["split"])
                                                      for r in single_rows]
@@ -287,8 +285,7 @@ def test_four_devices_equal_one_device(data_dir, tmp_path):
     config = smoke_config(data_dir, "model=mimoformer,task=ar", mesh__data=devices,
                           **WITH_DROPOUT, opt__name="sgd", opt__learning_rate=0.1)
     runs[devices] = leaves(loop.train_and_evaluate(config, str(tmp_path / str(devices))))
-  for a, b in zip(runs[1], runs[4]):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  chex.assert_trees_all_close(runs[1], runs[4], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("override, field", [
