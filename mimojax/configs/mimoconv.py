@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ml_collections
 
+from mimojax.train.config import choose
 from mimojax.train.config import divisors
 
 CONV_MODELS = ("wide_resnet", "wide_isonet", "mimoconv")
@@ -31,8 +32,7 @@ def apply_recipe(c: ml_collections.ConfigDict, *, model: str, n: int, dynamic: b
   superposition channels (`n` must be 1 for the baselines) trained for `epochs` epochs on
   `train_size` images, evaluated `evals_per_run` times. Batches hold `batch_per_channel` * N
   images (the paper: 128, i.e. 128 superpositions per step)."""
-  if model not in CONV_MODELS:
-    raise ValueError(f"model={model!r} is not allowed; choose from {list(CONV_MODELS)}")
+  choose("model", model, CONV_MODELS)
   if model != "mimoconv" and (n != 1 or dynamic):
     raise ValueError(f"model={model} has no superposition: n must be 1 and dynamic off, "
                      f"got n={n}, dynamic={dynamic}")
