@@ -9,7 +9,8 @@ for models that define it (MIMOConv / WideIsoNet: gamma * isometry + mu * key pe
 B.2-B.3), plus every weighted term a module sows into the "losses" collection in the
 training forward pass (FAVOR+S: `mimo.mass_balance`). A batch is skipped -- parameters,
 optimiser moments and BatchNorm statistics unchanged, the learning-rate schedule still
-advanced as torch's `scheduler.step()` is -- when its loss or gradient norm is NaN/Inf, or,
+advanced as torch's `scheduler.step()` is -- when its loss, gradient norm or a loss weight
+is NaN/Inf (a NaN weight would otherwise mask its position to a zero loss), or,
 with `grad_skip_factor > 0`, when its gradient norm reaches `grad_skip_factor` times the
 mean gradient norm of the previous epoch's accepted batches (App. E.1; no limit in the
 first epoch).
@@ -126,14 +127,15 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
     if sown is not None:
       reg = reg + sum(jnp.sum(term) for term in jax.tree.leaves(sown))
       sows.append(True)
-    return loss + reg, (loss, reg, acc, updates)
+    weights_finite = jnp.all(jnp.isfinite(jnp.asarray(weights, jnp.float32)))
+    return loss + reg, (loss, reg, acc, updates, weights_finite)
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
     rng = jax.random.fold_in(rng, state.step)
-    (objective, (loss, reg, acc, updates)), grads = jax.value_and_grad(
+    (objective, (loss, reg, acc, updates, weights_finite)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.model_state, batch, rng)
     grad_norm = optax.tree.norm(grads)
-    finite = jnp.isfinite(objective) & jnp.isfinite(grad_norm)
+    finite = jnp.isfinite(objective) & jnp.isfinite(grad_norm) & weights_finite
     limit, norm_sum, norm_count = _grad_norm_limit(state, grad_skip_factor, steps_per_epoch)
     accept = finite & (grad_norm < limit)
     deltas, new_opt_state = tx.update(grads, state.opt_state, state.params)

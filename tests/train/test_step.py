@@ -213,3 +213,16 @@ def test_frozen_keys_receive_no_update_and_trainable_keys_do():
                                     state.model_state["constants"]["bind"]["keys"])
       assert not np.allclose(new.params["classifier"]["kernel"],
                              state.params["classifier"]["kernel"])
+
+
+@pytest.mark.parametrize("bad_weight", [np.nan, np.inf])
+def test_nan_and_inf_loss_weights_both_skip_the_batch(bad_weight):
+  model, tx = Linear(), one_cycle_sgd()
+  train_step = jax.jit(step.make_train_step(model, tx, "classification"))
+  state = setup(model, tx)
+  bad = batch()
+  bad["valid"] = jnp.ones(8, jnp.float32).at[3].set(bad_weight)
+  skipped, metrics = train_step(state, bad, jax.random.key(0))
+  assert float(metrics["skipped"]) == 1.0
+  np.testing.assert_array_equal(flat(skipped.params), flat(state.params))
+  assert (int(skipped.nonfinite_total), int(skipped.nonfinite_streak)) == (1, 1)
