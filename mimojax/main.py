@@ -138,6 +138,8 @@ def main(argv):
     loop.train_and_evaluate(config, workdir)
   except loop.ConfigError as e:
     stop(f"mimojax: invalid config: {e}", distributed)
+  except loop.RunError as e:
+    stop(f"mimojax: {e}", distributed)
   except BaseException:
     if not distributed:
       raise

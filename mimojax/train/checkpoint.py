@@ -11,10 +11,18 @@ the data-iterator position counts global batches.
 
 from __future__ import annotations
 
+import functools
+import logging
 import os
 
 import jax
+from jax.experimental import multihost_utils
+import jax.numpy as jnp
+import numpy as np
+from etils import epath
 import orbax.checkpoint as ocp
+
+log = logging.getLogger("mimojax")
 
 
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
@@ -37,18 +45,94 @@ def save(mngr: ocp.CheckpointManager, step: int, state, data_state: dict, config
       config=ocp.args.JsonSave(config)), force=True)
 
 
+class RestoreError(RuntimeError):
+  """Checkpoints exist but none of them can be read."""
+
+
 def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
-  """(state, data_state) from the latest checkpoint, or None when there is none.
+  """(step, state, data_state) from the newest readable checkpoint, or None when there is
+  none.
 
   `abstract_state` holds jax.ShapeDtypeStruct leaves with the target shardings, so the
-  restored arrays land directly where the train step expects them.
+  restored arrays land directly where the train step expects them. A step that cannot be
+  read, or whose parameters hold NaN/Inf, is reported in one warning line and the next older
+  step is tried; the unreadable steps newer than the restored one are moved to
+  `checkpoints/unreadable-<step>` so that the resumed run saves those steps again. Raises
+  RestoreError when no step can be read.
   """
-  step = mngr.latest_step()
-  if step is None:
+  failed = []
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      restored = mngr.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+      state, data_state = restored["state"], restored["data"]
+      if not isinstance(data_state, dict):
+        raise ValueError(f"the data-iterator state is {type(data_state).__name__}, not a dict")
+      bad = nonfinite_leaves(state)
+      if bad:
+        raise ValueError(f"NaN/Inf in {', '.join(bad)}")
+    except Exception as e:  # pylint: disable=broad-except
+      failed.append((step, _reason(e)))
+      log.warning("checkpoint step %d in %s cannot be read (%s); trying the next older step",
+                  step, mngr.directory, failed[-1][1])
+      continue
+    if failed:
+      _set_aside(mngr, [s for s, _ in failed])
+      log.warning("resuming from checkpoint step %d; moved %s", step, ", ".join(
+          f"step {s} to {mngr.directory}/unreadable-{s}" for s, _ in failed))
+    return step, state, data_state
+  if not failed:
     return None
-  restored = mngr.restore(step, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
-  return restored["state"], restored["data"]
+  raise RestoreError(
+      f"no checkpoint in {mngr.directory} can be read: "
+      + "; ".join(f"step {s}: {why}" for s, why in failed)
+      + "; move the checkpoints directory away to start from scratch")
+
+
+def _reason(error: BaseException) -> str:
+  """`Type: first line of the message`, at most 200 characters."""
+  text = str(error).split(" See full TensorStore details")[0]
+  lines = [line.strip() for line in text.splitlines() if line.strip()]
+  text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+  return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _set_aside(mngr: ocp.CheckpointManager, steps) -> None:
+  """Moves the step directories `steps` to `unreadable-<step>` (process 0; all processes
+  wait for it) and makes `mngr` forget them."""
+  if jax.process_index() == 0:
+    root = epath.Path(mngr.directory)
+    for step in steps:
+      target = root / f"unreadable-{step}"
+      n = 1
+      while target.exists():
+        target, n = root / f"unreadable-{step}-{n}", n + 1
+      (root / str(step)).rename(target)
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices("mimojax_checkpoint_set_aside")
+  mngr.reload()
+
+
+def nonfinite_leaves(state) -> list[str]:
+  """Paths of the parameters and model statistics of `state` that hold NaN or Inf."""
+  tree = {"params": state.params, "model_state": state.model_state}
+  flat = [(jax.tree_util.keystr(path, simple=True, separator="/"), leaf)
+          for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+          if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+  if not flat:
+    return []
+  sharding = flat[0][1].sharding
+  replicated = (jax.sharding.NamedSharding(sharding.mesh, jax.sharding.PartitionSpec())
+                if isinstance(sharding, jax.sharding.NamedSharding) else None)
+  finite = np.asarray(_all_finite(replicated)([leaf for _, leaf in flat]))
+  return [name for (name, _), ok in zip(flat, finite) if not ok]
+
+
+@functools.cache
+def _all_finite(out_sharding):
+  """Jitted leaves -> one bool per leaf, on every process (replicated)."""
+  return jax.jit(lambda leaves: jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]),
+                 out_shardings=out_sharding)
 
 
 def abstract_like(state):

@@ -30,8 +30,12 @@ class ConfigError(ValueError):
   """A config value the run cannot use; raised before anything is compiled."""
 
 
-class NonFiniteError(RuntimeError):
-  """Raised when too many consecutive updates had NaN/Inf loss or gradients."""
+class RunError(RuntimeError):
+  """A fault that stops a run after it started: no readable checkpoint, a NaN/Inf state."""
+
+
+class NonFiniteError(RunError):
+  """Too many consecutive updates had NaN/Inf loss or gradients, or the state holds NaN/Inf."""
 
 
 def _to_host(tree):
@@ -194,9 +198,13 @@ def train_and_evaluate(config, workdir: str):
   mngr = checkpoint.manager(workdir, config.checkpoint.keep)
   state = trainer.init_state()
   iterator = trainer.train_iterator()
-  restored = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state))
+  try:
+    restored = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state))
+  except checkpoint.RestoreError as e:
+    mngr.close()
+    raise RunError(str(e)) from e
   if restored is not None:
-    state, data_state = restored
+    _, state, data_state = restored
     iterator.set_state(data_state)
     log.info("resumed from step %d in %s", int(_to_host(state.step)[0]), workdir)
   start = int(_to_host(state.step)[0])
@@ -212,10 +220,14 @@ def train_and_evaluate(config, workdir: str):
       if done % cfg.log_every_steps == 0 or done == trainer.total_steps:
         _log_train(writer, done, pending, state, cfg.max_nonfinite_steps)
         pending = []
-      if done % config.eval.every_steps == 0 or done == trainer.total_steps:
+      evaluate = done % config.eval.every_steps == 0 or done == trainer.total_steps
+      save = done % config.checkpoint.every_steps == 0 or done == trainer.total_steps
+      if evaluate or save:
+        _check_finite(state, done, mngr)
+      if evaluate:
         for split in config.eval.splits:
           writer.write(done, split, trainer.evaluate(state, split))
-      if done % config.checkpoint.every_steps == 0 or done == trainer.total_steps:
+      if save:
         checkpoint.save(mngr, done, state, iterator.get_state(), resolved)
       writer.advance(done)
   finally:
@@ -226,16 +238,40 @@ def train_and_evaluate(config, workdir: str):
 
 
 def _log_train(writer, step_index, pending, state, max_nonfinite):
-  """Writes mean train metrics since the last log; stops on a NaN/Inf streak."""
+  """Writes train metrics since the last log and stops on a NaN/Inf streak.
+
+  Each metric is the mean over the steps whose update was not skipped for NaN/Inf (left out
+  when a seed has none); `skipped` and `skipped_grad_norm` count the skipped steps and
+  `skipped_total` those of the whole run."""
   host = _to_host(pending)  # one dict per compiled call, arrays (seed, step)
-  means = {k: np.concatenate([m[k] for m in host], axis=1).mean(axis=1) for k in host[0]}
+  series = {k: np.concatenate([m[k] for m in host], axis=1) for k in host[0]}
   streak = int(np.max(_to_host(state.nonfinite_streak)))
   if streak >= max_nonfinite:
     raise NonFiniteError(
         f"{streak} consecutive updates had NaN/Inf loss or gradients (limit "
         f"train.max_nonfinite_steps={max_nonfinite}); lower opt.learning_rate or check the data")
+  accepted = series["skipped"] == 0
+  count = accepted.sum(axis=1)
   row = {}
-  for name, per_seed in means.items():
-    row.update(metrics_lib.summarize_seeds(name, per_seed))
+  for name, values in series.items():
+    if name in ("skipped", "skipped_grad_norm"):
+      row.update(metrics_lib.summarize_seeds(name, values.sum(axis=1)))
+    elif count.all():
+      total = np.where(accepted, values, 0).sum(axis=1)
+      row.update(metrics_lib.summarize_seeds(name, total / count.astype(total.dtype)))
   row["skipped_total"] = float(np.sum(_to_host(state.nonfinite_total)))
   writer.write(step_index, "train", row)
+
+
+def _check_finite(state, step_index, mngr):
+  """Raises NonFiniteError when the parameters or model statistics hold NaN/Inf."""
+  bad = checkpoint.nonfinite_leaves(state)
+  if bad:
+    mngr.wait_until_finished()
+    latest = mngr.latest_step()
+    kept = (f"the latest checkpoint is step {latest}" if latest is not None
+            else "no checkpoint was written")
+    raise NonFiniteError(
+        f"NaN/Inf in {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''} after step "
+        f"{step_index}; the state is not saved and {kept}; lower opt.learning_rate or check "
+        "the data")
