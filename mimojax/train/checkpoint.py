@@ -49,16 +49,15 @@ class RestoreError(RuntimeError):
   """Checkpoints exist but none of them can be read."""
 
 
-def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
-  """(step, state, data_state) from the newest readable checkpoint, or None when there is
-  none.
+def restore_latest(mngr: ocp.CheckpointManager, abstract_state, *, set_aside: bool = False):
+  """(state, data_state) from the newest readable checkpoint, or None when there is none.
 
   `abstract_state` holds jax.ShapeDtypeStruct leaves with the target shardings, so the
   restored arrays land directly where the train step expects them. A step that cannot be
   read, or whose parameters hold NaN/Inf, is reported in one warning line and the next older
-  step is tried; the unreadable steps newer than the restored one are moved to
-  `checkpoints/unreadable-<step>` so that the resumed run saves those steps again. Raises
-  RestoreError when no step can be read.
+  step is tried. With `set_aside`, the unreadable steps newer than the restored one are
+  moved to `checkpoints/unreadable-<step>`, so that a resumed run saves those steps again.
+  Raises RestoreError when no step can be read.
   """
   failed = []
   for step in sorted(mngr.all_steps(), reverse=True):
@@ -76,11 +75,11 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state):
       log.warning("checkpoint step %d in %s cannot be read (%s); trying the next older step",
                   step, mngr.directory, failed[-1][1])
       continue
-    if failed:
+    if failed and set_aside:
       _set_aside(mngr, [s for s, _ in failed])
       log.warning("resuming from checkpoint step %d; moved %s", step, ", ".join(
           f"step {s} to {mngr.directory}/unreadable-{s}" for s, _ in failed))
-    return step, state, data_state
+    return state, data_state
   if not failed:
     return None
   raise RestoreError(

@@ -199,12 +199,13 @@ def train_and_evaluate(config, workdir: str):
   state = trainer.init_state()
   iterator = trainer.train_iterator()
   try:
-    restored = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state))
+    restored = checkpoint.restore_latest(mngr, checkpoint.abstract_like(state),
+                                         set_aside=True)
   except checkpoint.RestoreError as e:
     mngr.close()
     raise RunError(str(e)) from e
   if restored is not None:
-    _, state, data_state = restored
+    state, data_state = restored
     iterator.set_state(data_state)
     log.info("resumed from step %d in %s", int(_to_host(state.step)[0]), workdir)
   start = int(_to_host(state.step)[0])

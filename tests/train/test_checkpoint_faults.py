@@ -93,16 +93,16 @@ def empty_directory(directory):
     shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
 
 
-def restore(config, workdir):
+def restore(config, workdir, set_aside=True):
   """(step, state) of the newest readable checkpoint in `workdir`."""
   trainer = loop.Trainer(config, workdir)
   mngr = checkpoint.manager(workdir, config.checkpoint.keep)
   try:
-    step, state, _ = checkpoint.restore_latest(
-        mngr, checkpoint.abstract_like(trainer.init_state()))
+    state, _ = checkpoint.restore_latest(
+        mngr, checkpoint.abstract_like(trainer.init_state()), set_aside=set_aside)
   finally:
     mngr.close()
-  return step, state
+  return int(np.asarray(state.step)[0]), state
 
 
 def params(state):
@@ -141,6 +141,24 @@ def test_unreadable_newest_step_falls_back_with_one_line(data_dir, straight, tmp
   assert lines[1].startswith("resuming from checkpoint step 6; moved step 12 to ")
   assert os.path.isdir(os.path.join(workdir, "checkpoints", "unreadable-12"))
   assert not os.path.exists(step_dir(workdir, 12))
+
+
+def test_a_checkpoint_holding_nan_is_passed_over_like_an_unreadable_one(data_dir, straight,
+                                                                       tmp_path, caplog):
+  workdir = copy_run(straight, tmp_path / "run")
+  config = smoke_config(data_dir)
+  _, state = restore(config, workdir)
+  mngr = checkpoint.manager(workdir, 3)
+  nan = state.replace(params=jax.tree.map(lambda x: x.at[0].set(np.nan) if x.ndim > 1 else x,
+                                          state.params))
+  checkpoint.save(mngr, 18, nan, {"step": 18}, {})
+  mngr.close()
+  with caplog.at_level(logging.WARNING, logger="mimojax"):
+    step, _ = restore(config, workdir, set_aside=False)
+  assert step == 12
+  [line] = [r.getMessage() for r in caplog.records if r.name == "mimojax"]
+  assert line.startswith("checkpoint step 18 in ") and "(ValueError: NaN/Inf in params/" in line
+  assert os.path.isdir(step_dir(workdir, 18))  # only a resuming run moves it aside
 
 
 def test_no_readable_step_is_one_error_and_nothing_is_touched(data_dir, straight, tmp_path):
