@@ -6,9 +6,10 @@
   the lock when its process dies, so the file a killed run leaves behind does not block a
   resume. A multi-process job holds one lock, taken by process 0.
 - ``check_resume(workdir, config, allow_change)`` compares the ``config.json`` of a workdir
-  that holds checkpoints with the requested config, before anything is built. A change of
-  a field outside ``SAFE_CHANGES`` (the model, the data, the optimisation, the seeds) needs
-  a new workdir; a change of a safe field needs ``allow_change`` (``--allow_config_change``).
+  that holds checkpoints (without it, the latest checkpoint's copy) with the requested
+  config, before anything is built. A change of a field outside ``SAFE_CHANGES`` (the
+  model, the data, the optimisation, the seeds) needs a new workdir; a change of a safe
+  field needs ``allow_change`` (``--allow_config_change``).
 - ``write_config(workdir, config)`` writes ``config.json`` (process 0, after the check).
 
 Every problem raises a one-line ValueError naming ``--workdir`` or the changed fields.
@@ -25,6 +26,7 @@ import os
 import socket
 
 from etils import epath
+import orbax.checkpoint as ocp
 from orbax.checkpoint import utils as ocp_utils
 
 from mimojax.train import checkpoint, config as config_lib
@@ -132,26 +134,31 @@ def _is_safe(name: str, old, new) -> bool:
 
 
 def check_resume(workdir: str, config: config_lib.Config, allow_change: bool) -> None:
-  """A one-line ValueError if `workdir` holds checkpoints of a run whose ``config.json``
-  differs from `config` in a field outside ``SAFE_CHANGES`` (or in a safe field without
-  `allow_change`). A workdir without checkpoints has nothing to compare."""
-  if not ocp_utils.checkpoint_steps(checkpoint.checkpoint_dir(workdir)):
+  """A one-line ValueError if `workdir` holds checkpoints of a run whose config differs from
+  `config` in a field outside ``SAFE_CHANGES`` (or in a safe field without `allow_change`).
+  The run's config is its ``config.json``, or the latest checkpoint's copy where that file
+  is missing. A workdir without checkpoints has nothing to compare."""
+  steps = ocp_utils.checkpoint_steps(checkpoint.checkpoint_dir(workdir))
+  if not steps:
     return
-  path = epath.Path(workdir) / CONFIG_FILE
-  if not path.exists():
-    raise ValueError(f"--workdir={workdir} holds checkpoints but no {CONFIG_FILE} to compare "
-                     "the config with; use a new --workdir")
+  source = epath.Path(workdir) / CONFIG_FILE
   try:
-    stored = config_lib.from_dict(json.loads(path.read_text()))
-  except ValueError as e:  # json.JSONDecodeError is a ValueError
-    raise ValueError(f"--workdir={workdir}: its {CONFIG_FILE} does not read as a config "
-                     f"({e}); use a new --workdir") from None
+    if source.exists():
+      values = json.loads(source.read_text())
+    else:
+      source = epath.Path(checkpoint.checkpoint_dir(workdir)) / str(max(steps)) / "config"
+      values = ocp.Checkpointer(ocp.JsonCheckpointHandler()).restore(source)
+    stored = config_lib.from_dict(values)
+  except (OSError, ValueError) as e:  # json.JSONDecodeError is a ValueError
+    raise ValueError(f"--workdir={workdir}: {source} does not read as a config ({e}); use a "
+                     "new --workdir") from None
   changed = changes(stored, config)
   unsafe = [name for name, (old, new) in changed.items() if not _is_safe(name, old, new)]
+  if not changed:
+    return
   listed = ", ".join(f"{name} {old!r} -> {new!r}" for name, (old, new) in changed.items())
-  if not changed or not unsafe and allow_change:
-    if changed:
-      logging.getLogger("mimojax").info("resuming %s with %s", workdir, listed)
+  if allow_change and not unsafe:
+    logging.getLogger("mimojax").info("resuming %s with %s", workdir, listed)
     return
   if unsafe:
     how = (f"{', '.join(unsafe)} shape the model, the data or the optimisation of its "

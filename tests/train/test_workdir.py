@@ -118,7 +118,7 @@ def test_resume_guard(tmp_path, data_dir):
   """A workdir with checkpoints resumes only under its config.json: a change that shapes
   the model stops the run naming the field and leaves the workdir as it was; a safe change
   needs --allow_config_change; a shorter budget needs a new workdir; without checkpoints
-  there is nothing to compare."""
+  there is nothing to compare, without config.json the latest checkpoint holds the config."""
   config = smoke_config(data_dir)
   fresh = tmp_path / "fresh"
   fresh.mkdir()
@@ -157,9 +157,10 @@ def test_resume_guard(tmp_path, data_dir):
   rows = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in rows if r["split"] == "test"] == [6, 12, 15, 18]
 
-  (workdir / "config.json").unlink()
-  with pytest.raises(loop.ConfigError, match="holds checkpoints but no config.json"):
-    loop.train_and_evaluate(safe, str(workdir))
+  (workdir / "config.json").unlink()  # then the latest checkpoint's copy is compared
+  changed = smoke_config(data_dir, eval__every_steps=3, train__num_steps=18, model__kernel="exp")
+  with pytest.raises(loop.ConfigError, match=r"another config \(model.kernel 'relu' -> 'exp'\);"):
+    loop.train_and_evaluate(changed, str(workdir))
 
 
 def test_config_file_and_override_problems_name_what_is_allowed():
