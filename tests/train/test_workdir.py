@@ -90,6 +90,23 @@ def test_lock_is_exclusive_released_and_stale_files_do_not_block(tmp_path):
       pass
 
 
+def test_the_lock_of_a_killed_run_is_released(tmp_path):
+  child = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from mimojax.train import workdir; "
+       "workdir.hold(sys.argv[1]); print('held', flush=True); time.sleep(600)", str(tmp_path)],
+      cwd=REPO, stdout=subprocess.PIPE, text=True)
+  try:
+    assert child.stdout.readline().strip() == "held"
+    with pytest.raises(ValueError, match=f"is in use by pid {child.pid} on host"):
+      workdir_lib.hold(str(tmp_path))
+  finally:
+    child.kill()
+    child.wait()
+  assert f"pid {child.pid} " in (tmp_path / ".lock").read_text()  # the file stays behind
+  with workdir_lib.hold(str(tmp_path)):
+    assert f"pid {os.getpid()} " in (tmp_path / ".lock").read_text()
+
+
 def test_second_run_on_a_held_workdir_stops_with_one_line(tmp_path, data_dir):
   with workdir_lib.hold(str(tmp_path)):
     proc = run_main(data_dir, tmp_path)
@@ -134,10 +151,10 @@ def test_resume_guard(tmp_path, data_dir):
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert last_line(proc) == (
       f"mimojax: invalid config: --workdir={workdir} holds checkpoints of another config "
-      "(model.kernel 'relu' -> 'exp', model.width 10 -> 12); model.kernel, model.width shape "
-      "the model, the data or the optimisation of its checkpoints: use a new --workdir "
-      "(--allow_config_change allows only evaluation, logging, checkpoint, data location and "
-      "device settings and a longer budget)")
+      "(model.kernel 'relu' -> 'exp', model.width 10 -> 12); model.kernel, model.width cannot "
+      "change under its checkpoints: use a new --workdir (--allow_config_change allows only "
+      "evaluation, logging, checkpoint, data location and device settings and a longer "
+      "budget)")
   assert disk(workdir) == before
 
   safe = smoke_config(data_dir, eval__every_steps=3, train__num_steps=18)
@@ -145,7 +162,8 @@ def test_resume_guard(tmp_path, data_dir):
                      r"-> 3\); pass --allow_config_change to resume with them"):
     loop.train_and_evaluate(safe, str(workdir))
   shorter = smoke_config(data_dir, train__num_steps=6)
-  with pytest.raises(loop.ConfigError, match="train.num_steps shape the model"):
+  with pytest.raises(loop.ConfigError,
+                     match=r"\(train.num_steps 12 -> 6\); train.num_steps cannot change"):
     loop.train_and_evaluate(shorter, str(workdir), allow_config_change=True)
   assert disk(workdir) == before
 
