@@ -161,9 +161,9 @@ def check_resume(workdir: str, config: config_lib.Config, allow_change: bool) ->
     logging.getLogger("mimojax").info("resuming %s with %s", workdir, listed)
     return
   if unsafe:
-    how = (f"{', '.join(unsafe)} shape the model, the data or the optimisation of its "
-           "checkpoints: use a new --workdir (--allow_config_change allows only evaluation, "
-           "logging, checkpoint, data location and device settings and a longer budget)")
+    how = (f"{', '.join(unsafe)} cannot change under its checkpoints: use a new --workdir "
+           "(--allow_config_change allows only evaluation, logging, checkpoint, data location "
+           "and device settings and a longer budget)")
   else:
     how = "pass --allow_config_change to resume with them"
   raise ValueError(f"--workdir={workdir} holds checkpoints of another config ({listed}); "

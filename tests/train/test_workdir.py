@@ -15,12 +15,12 @@ from mimojax import main
 from mimojax.train import config as config_lib, loop, workdir as workdir_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STUDY = "experiments/synthetic.py:model=mimoformer,task=ar,smoke"
+STUDY = "experiments/synthetic.py:model=transformer,task=ar,smoke"
 
 
 def smoke_config(data_dir, **overrides):
   """The typed config of `python -m mimojax.main --config=STUDY` with `group__field` values."""
-  config = synthetic.get_config("model=mimoformer,task=ar,smoke")
+  config = synthetic.get_config(STUDY.split(":")[1])
   config.data.data_dir = data_dir
   for key, value in overrides.items():
     group, field = key.split("__")
@@ -147,13 +147,13 @@ def test_resume_guard(tmp_path, data_dir):
   before = disk(workdir)
   assert before[1] == ["12", "6"]
 
-  proc = run_main(data_dir, workdir, "--config.model.kernel=exp", "--config.model.width=12")
+  proc = run_main(data_dir, workdir, "--config.model.num_heads=2", "--config.model.dropout=0.2")
   assert proc.returncode == 1, proc.stderr[-2000:]
   assert last_line(proc) == (
       f"mimojax: invalid config: --workdir={workdir} holds checkpoints of another config "
-      "(model.kernel 'relu' -> 'exp', model.width 10 -> 12); model.kernel, model.width cannot "
-      "change under its checkpoints: use a new --workdir (--allow_config_change allows only "
-      "evaluation, logging, checkpoint, data location and device settings and a longer "
+      "(model.num_heads 1 -> 2, model.dropout 0.0 -> 0.2); model.num_heads, model.dropout "
+      "cannot change under its checkpoints: use a new --workdir (--allow_config_change allows "
+      "only evaluation, logging, checkpoint, data location and device settings and a longer "
       "budget)")
   assert disk(workdir) == before
 
@@ -176,8 +176,9 @@ def test_resume_guard(tmp_path, data_dir):
   assert [r["step"] for r in rows if r["split"] == "test"] == [6, 12, 15, 18]
 
   (workdir / "config.json").unlink()  # then the latest checkpoint's copy is compared
-  changed = smoke_config(data_dir, eval__every_steps=3, train__num_steps=18, model__kernel="exp")
-  with pytest.raises(loop.ConfigError, match=r"another config \(model.kernel 'relu' -> 'exp'\);"):
+  changed = smoke_config(data_dir, eval__every_steps=3, train__num_steps=18,
+                         data__shuffle_seed=1)
+  with pytest.raises(loop.ConfigError, match=r"another config \(data.shuffle_seed 0 -> 1\);"):
     loop.train_and_evaluate(changed, str(workdir))
 
 
