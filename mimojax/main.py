@@ -189,7 +189,7 @@ def parse_flags(argv):
   `ValueError: ...` line is shown.
   """
   argument = config_argument(argv)
-  problem = argument and config_file_problem(argument)
+  problem = None if argument is None else config_file_problem(argument)
   if problem:
     sys.exit(f"mimojax: invalid flags: {problem}")
   try:
@@ -223,11 +223,27 @@ def config_file_problem(argument: str) -> str | None:
     return f"--config={argument}: no file {path}; {allowed}"
   try:
     with open(path, "rb") as f:
-      ast.parse(f.read(), path)
+      module = ast.parse(f.read(), path)
   except (SyntaxError, ValueError) as e:
     where = f" (line {e.lineno})" if isinstance(e, SyntaxError) else ""
     return f"--config={argument}: {path} is not Python{where}; {allowed}"
+  if "get_config" not in _top_level_names(module):
+    return f"--config={argument}: {path} defines no get_config; {allowed}"
   return None
+
+
+def _top_level_names(module: ast.Module) -> set[str]:
+  """Names a module defines, assigns or imports at its top level."""
+  names = set()
+  for node in module.body:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+      names.add(node.name)
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+      names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+      targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+      names.update(t.id for t in targets if isinstance(t, ast.Name))
+  return names
 
 
 def unknown_override(argv, argument: str) -> str | None:

@@ -182,13 +182,19 @@ def test_resume_guard(tmp_path, data_dir):
     loop.train_and_evaluate(changed, str(workdir))
 
 
-def test_config_file_and_override_problems_name_what_is_allowed():
+def test_config_file_and_override_problems_name_what_is_allowed(tmp_path):
   assert main.config_argument(["main", "--workdir=x", "--config", "a.py:b"]) == "a.py:b"
   assert main.config_argument(["main", "--config=a.py:b", "--config.x=1"]) == "a.py:b"
   assert main.config_file_problem("nope.py:x").startswith("--config=nope.py:x: no file nope.py;"
                                                           " allowed: a Python file")
   assert main.config_file_problem(os.path.join(REPO, "README.md")).startswith(
       f"--config={REPO}/README.md: {REPO}/README.md is not Python (line ")
+  no_function = tmp_path / "plain.py"
+  no_function.write_text("config = {'a': 1}\n")
+  assert main.config_file_problem(str(no_function)) == (
+      f"--config={no_function}: {no_function} defines no get_config; allowed: a Python file "
+      "defining get_config(arg), e.g. experiments/<study>.py")
+  assert main.config_file_problem("") is not None
   study = os.path.join(REPO, "experiments", "synthetic.py") + ":smoke"
   assert main.config_file_problem(study) is None
   argv = ["main", f"--config={study}", "--config.model.width=3", "--noconfig.model.nope"]
