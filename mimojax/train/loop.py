@@ -26,7 +26,7 @@ log = logging.getLogger("mimojax")
 
 
 class ConfigError(ValueError):
-  """A config value the run cannot use; raised before anything is compiled."""
+  """A config value or workdir the run cannot use; raised before anything is compiled."""
 
 
 class NonFiniteError(RuntimeError):
