@@ -1,9 +1,21 @@
 """Command-line entry point.
 
     python -m mimojax.main --config=experiments/<study>.py[:k=v,...] [--workdir=DIR]
-        [--config.group.field=value ...] [--distributed]
+        [--config.group.field=value ...] [--allow_config_change] [--distributed]
 
 `--workdir` defaults to runs/<study>/<timestamp>; a workdir holding checkpoints resumes.
+A run holds the workdir's lock (`<workdir>/.lock`): a second run on it stops at once.
+
+Resuming. A workdir's checkpoints resume only under the config they were trained with
+(its `config.json`). A change of a field that shapes the model, the data or the
+optimisation stops the run, naming each changed field: train it in a new --workdir.
+`--allow_config_change` resumes with changed evaluation, logging and checkpoint settings,
+data locations, device layout or steps per call, or a longer budget
+(mimojax.train.workdir.SAFE_CHANGES); without it those changes stop the run too.
+
+Errors. A bad flag, config file, config value or workdir stops the run before compilation
+with one line on stderr, `mimojax: invalid ...`, and exit status 1; an unexpected error
+shows its traceback.
 
 Multi-host. `--distributed` (or MIMOJAX_DISTRIBUTED=1) calls jax.distributed.initialize()
 before any device query. On TPU VMs (and Slurm / Open MPI) JAX detects the coordinator,
@@ -26,6 +38,7 @@ launch/ has the launchers (local CPU processes, GPU hosts, TPU VM pod slices).
 
 from __future__ import annotations
 
+import ast
 import datetime
 import logging
 import os
@@ -35,12 +48,16 @@ from typing import Mapping
 
 from absl import app, flags
 from absl import logging as absl_logging
+import ml_collections
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.",
                                           lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (resumes if it has "
                                "checkpoints); default runs/<study>/<timestamp>.")
+_ALLOW_CONFIG_CHANGE = flags.DEFINE_bool(
+    "allow_config_change", False, "Resume a workdir whose checkpoints were trained with other "
+    "evaluation, logging, checkpoint, data-location or device settings, or a longer budget.")
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Initialise jax.distributed (multi-host); same as "
     "MIMOJAX_DISTRIBUTED=1. Off TPU VMs set MIMOJAX_COORDINATOR, MIMOJAX_NUM_PROCESSES "
@@ -135,7 +152,7 @@ def main(argv):
   workdir = _WORKDIR.value or default_workdir(
       config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
-    loop.train_and_evaluate(config, workdir)
+    loop.train_and_evaluate(config, workdir, _ALLOW_CONFIG_CHANGE.value)
   except loop.ConfigError as e:
     stop(f"mimojax: invalid config: {e}", distributed)
   except loop.RunError as e:
@@ -166,11 +183,17 @@ def stop(message: str, distributed: bool) -> None:
 
 
 def parse_flags(argv):
-  """absl flag parsing that reports a bad config file argument in one line.
+  """absl flag parsing that reports a bad --config argument or override in one line.
 
-  ml_collections wraps errors raised by `get_config(arg)` (e.g. an unknown model name) in a
-  multi-line traceback; only its final `ValueError: ...` line is shown.
+  A config file that is missing or not Python, and an override of a field the config does
+  not have, are named with what is allowed. ml_collections wraps errors raised by
+  `get_config(arg)` (e.g. an unknown model name) in a multi-line traceback; only its final
+  `ValueError: ...` line is shown.
   """
+  argument = config_argument(argv)
+  problem = None if argument is None else config_file_problem(argument)
+  if problem:
+    sys.exit(f"mimojax: invalid flags: {problem}")
   try:
     return flags.FLAGS(argv)
   except flags.Error as e:
@@ -178,6 +201,72 @@ def parse_flags(argv):
     reason = next((line for line in reversed(lines) if line.startswith("ValueError: ")),
                   lines[-1] if lines else repr(e))
     sys.exit(f"mimojax: invalid flags: {reason.removeprefix('ValueError: ')}")
+  except (AttributeError, KeyError):  # ml_collections: an override of no field
+    problem = argument and unknown_override(argv, argument)
+    if not problem:
+      raise
+    sys.exit(f"mimojax: invalid flags: {problem}")
+
+
+def config_argument(argv) -> str | None:
+  """The value of --config in `argv` (`path[:arg]`), or None."""
+  for i, arg in enumerate(argv[1:], 1):
+    name, _, value = arg.lstrip("-").partition("=")
+    if name == "config" and arg.startswith("-"):
+      return value if "=" in arg else (argv[i + 1] if i + 1 < len(argv) else None)
+  return None
+
+
+def config_file_problem(argument: str) -> str | None:
+  """Why the file of `--config=argument` cannot be a config file, or None."""
+  path = argument.split(":", 1)[0]
+  allowed = "allowed: a Python file defining get_config(arg), e.g. experiments/<study>.py"
+  if not os.path.isfile(path):
+    return f"--config={argument}: no file {path}; {allowed}"
+  try:
+    with open(path, "rb") as f:
+      module = ast.parse(f.read(), path)
+  except (SyntaxError, ValueError) as e:
+    where = f" (line {e.lineno})" if isinstance(e, SyntaxError) else ""
+    return f"--config={argument}: {path} is not Python{where}; {allowed}"
+  if "get_config" not in _top_level_names(module):
+    return f"--config={argument}: {path} defines no get_config; {allowed}"
+  return None
+
+
+def _top_level_names(module: ast.Module) -> set[str]:
+  """Names a module defines, assigns or imports at its top level."""
+  names = set()
+  for node in module.body:
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+      names.add(node.name)
+    elif isinstance(node, (ast.Import, ast.ImportFrom)):
+      names.update((a.asname or a.name).split(".")[0] for a in node.names)
+    elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+      targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+      names.update(t.id for t in targets if isinstance(t, ast.Name))
+  return names
+
+
+def unknown_override(argv, argument: str) -> str | None:
+  """The first `--config.a.b=v` in `argv` naming no field of the config, with the fields
+  allowed there; None if every override names a field."""
+  config = flags.FLAGS["config"].parser.parse(argument)
+  for arg in argv[1:]:
+    name = arg.lstrip("-").split("=", 1)[0]
+    name = name.removeprefix("no") if name.startswith("noconfig.") else name
+    if not name.startswith("config."):
+      continue
+    node, parts = config, name.split(".")[1:]
+    for depth, part in enumerate(parts):
+      if not isinstance(node, ml_collections.ConfigDict):
+        break
+      if part not in node:
+        where = ".".join(parts[:depth]) or "the config"
+        return (f"--{name}: {part!r} is not a field of {where}; allowed: "
+                f"{sorted(node.keys())}")
+      node = node[part]
+  return None
 
 
 if __name__ == "__main__":

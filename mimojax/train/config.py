@@ -14,6 +14,7 @@ Durations are in steps or epochs (exactly one of ``train.num_steps``, ``train.nu
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 
@@ -283,11 +284,11 @@ def choose(name: str, value, allowed) -> None:
 
 
 def in_range(name: str, value, low=None, high=None, *, high_open: bool = False) -> None:
-  """Raises a one-line ValueError unless ``low <= value <= high`` (``< high`` with
-  ``high_open``); a None bound is no bound."""
+  """Raises a one-line ValueError unless ``value`` is finite and ``low <= value <= high``
+  (``< high`` with ``high_open``); a None bound is no bound."""
   above = low is None or value >= low
   below = high is None or (value < high if high_open else value <= high)
-  if not (above and below):
+  if not (math.isfinite(value) and above and below):
     bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}"
     raise ValueError(f"{name}={value!r} is out of range; allowed: "
                      f"{bounds}{')' if high_open else ']'}")
@@ -301,6 +302,7 @@ def divisors(n: int) -> tuple[int, ...]:
 def validate(config: Config) -> None:
   """Raises a one-line ValueError for the first value the run cannot use (no compilation)."""
   _validate_run(config)
+  _validate_data(config.data)
   _validate_opt(config.opt)
   choose("model.name", config.model.name, models.MODELS)
   choose("data.name", config.data.name, data_lib.DATASETS)
@@ -347,13 +349,29 @@ def _validate_run(config: Config) -> None:
                        f"mimo.m * mimo.n = {group}")
 
 
+def _validate_data(data: DataConfig) -> None:
+  in_range("data.seed", data.seed, 0)
+  in_range("data.shuffle_seed", data.shuffle_seed, 0)
+  in_range("data.validation_size", data.validation_size, 0)
+  for name in ("seq_len", "max_length", "vocab_size", "input_seq_len", "min_length",
+               "max_depth", "max_args", "contour_length", "num_train", "num_validation",
+               "num_test"):  # lengths and counts, also where the task does not read them
+    if getattr(data, name) is not None:
+      in_range(f"data.{name}", getattr(data, name), 1)
+
+
 def _validate_opt(opt: OptConfig) -> None:
   choose("opt.name", opt.name, optim.ALLOWED_OPTIMIZERS)
   choose("opt.schedule", opt.schedule, optim.ALLOWED_SCHEDULES)
   choose("opt.anneal", opt.anneal, optim.ALLOWED_ANNEAL)
   in_range("opt.warmup_fraction", opt.warmup_fraction, 0.0, 1.0)
-  if not opt.learning_rate > 0:
-    raise ValueError(f"opt.learning_rate={opt.learning_rate} must be > 0")
+  if not (opt.learning_rate > 0 and math.isfinite(opt.learning_rate)):
+    raise ValueError(f"opt.learning_rate={opt.learning_rate} must be > 0; allowed: finite "
+                     "numbers > 0")
+  for name in ("b1", "b2"):
+    in_range(f"opt.{name}", getattr(opt, name), 0.0, 1.0, high_open=True)
+  for name in ("eps", "weight_decay", "init_lr", "min_lr", "grad_clip_norm"):
+    in_range(f"opt.{name}", getattr(opt, name), 0.0)
   try:
     re.compile(opt.decay_exempt)
   except re.error as e:

@@ -10,24 +10,23 @@ state, data-iterator state and config.
 
 from __future__ import annotations
 
-import json
 import logging
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from etils import epath
 
 from mimojax import data as data_lib
 from mimojax import models
 from mimojax.train import checkpoint, config as config_lib, mesh as mesh_lib
 from mimojax.train import metrics as metrics_lib, optim, phases, step
+from mimojax.train import workdir as workdir_lib
 
 log = logging.getLogger("mimojax")
 
 
 class ConfigError(ValueError):
-  """A config value the run cannot use; raised before anything is compiled."""
+  """A config value or workdir the run cannot use; raised before anything is compiled."""
 
 
 class RunError(RuntimeError):
@@ -75,6 +74,9 @@ class Trainer:
         raise ValueError(f"{name}={value} must be divisible by the {shards} devices of the "
                          "data axis")
     self.train_source, self.info = data_lib.load_split(config.data, "train")
+    num_train = len(self.train_source)
+    config_lib.in_range(f"train.batch_size (train split: {num_train} examples)",
+                        config.train.batch_size, 1, num_train)
     config_lib.check_data(config, self.info)
     self.eval_sources = {s: data_lib.load_split(config.data, s)[0] for s in config.eval.splits}
     self.model = models.build_model(config, self.info)
@@ -180,20 +182,36 @@ class Trainer:
     return totals
 
 
-def train_and_evaluate(config, workdir: str):
+def train_and_evaluate(config, workdir: str, allow_config_change: bool = False):
   """Trains and evaluates the study `config`, writing everything into `workdir`.
 
   Returns the final train state (leading seed axis). An existing checkpoint in `workdir`
-  is resumed; the resumed run reproduces the uninterrupted one.
+  is resumed; the resumed run reproduces the uninterrupted one. The run holds the lock of
+  `workdir` and resumes only under the config its checkpoints were trained with, up to the
+  fields `allow_config_change` allows (`train.workdir`). ConfigError for every problem
+  found before compilation.
   """
+  try:
+    if not isinstance(config, config_lib.Config):
+      config = config_lib.from_dict(config)
+    lock = workdir_lib.hold(workdir, primary=jax.process_index() == 0)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  with lock:
+    return _train(config, workdir, allow_config_change)
+
+
+def _train(config, workdir: str, allow_config_change: bool):
+  """`train_and_evaluate` in a workdir this run holds."""
+  try:
+    workdir_lib.check_resume(workdir, config, allow_config_change)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
   trainer = Trainer(config, workdir)
-  config = trainer.config
   cfg = config.train
   resolved = config_lib.to_dict(config)
-  if jax.process_index() == 0:  # epath: local paths and gs:// alike
-    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
-    (epath.Path(workdir) / "config.json").write_text(
-        json.dumps(resolved, indent=2, sort_keys=True))
+  if jax.process_index() == 0:
+    workdir_lib.write_config(workdir, config)
 
   mngr = checkpoint.manager(workdir, config.checkpoint.keep)
   state = trainer.init_state()

@@ -139,6 +139,19 @@ RULES = [
      "train.batch_size=33 must be divisible by the superposition group"),
     (dict(model__name="wide_resnet", mimo__n=2), "mimo.n=2 must be 1 for wide_resnet"),
     (dict(model__name="mimoconv", mimo__m=2), "mimo.m=2 must be 1 for mimoconv"),
+    (dict(opt__learning_rate=float("inf")), "opt.learning_rate=inf must be > 0"),
+    (dict(opt__learning_rate=float("nan")), "opt.learning_rate=nan must be > 0"),
+    (dict(opt__b1=1.5), r"opt.b1=1.5 is out of range; allowed: \[0.0, 1.0\)"),
+    (dict(opt__name="sgd", opt__b1=-0.1), "opt.b1=-0.1 is out of range"),
+    (dict(opt__b2=1.0), r"opt.b2=1.0 is out of range; allowed: \[0.0, 1.0\)"),
+    (dict(opt__weight_decay=-0.1), "opt.weight_decay=-0.1 is out of range"),
+    (dict(opt__eps=float("inf")), "opt.eps=inf is out of range"),
+    (dict(opt__grad_clip_norm=float("nan")), "opt.grad_clip_norm=nan is out of range"),
+    (dict(data__shuffle_seed=-1), r"data.shuffle_seed=-1 is out of range; allowed: \[0, inf\]"),
+    (dict(data__seed=-1), "data.seed=-1 is out of range"),
+    (dict(data__seq_len=-5), r"data.seq_len=-5 is out of range; allowed: \[1, inf\]"),
+    (dict(data__num_train=0), "data.num_train=0 is out of range"),
+    (dict(train__grad_skip_factor=float("inf")), "train.grad_skip_factor=inf is out of range"),
 ]
 
 

@@ -301,6 +301,12 @@ def test_four_devices_equal_one_device(data_dir, tmp_path):
      "mimo.mass_balance"),
     ("--config=experiments/synthetic.py:smoke,model=mimoformer "
      "--config.mimo.exact_kernel_fraction=0.2", "mimo.exact_kernel_fraction"),
+    ("--config=experiments/nope.py:smoke", "experiments/nope.py"),
+    ("--config=experiments/synthetic.py:smoke --config.nope.x=1", "nope.x"),
+    ("--config=experiments/synthetic.py:smoke --config.opt.learning_rate=inf",
+     "opt.learning_rate"),
+    ("--config=experiments/synthetic.py:smoke --config.train.batch_size=512",
+     "train.batch_size (train split: 256 examples)=512"),
 ])
 def test_invalid_config_exits_with_one_line(tmp_path, data_dir, override, field):
   cmd = [sys.executable, "-m", "mimojax.main", *override.split(),
