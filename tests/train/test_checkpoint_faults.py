@@ -194,8 +194,13 @@ def test_nonfinite_state_is_never_saved_and_the_last_good_checkpoint_stays(
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["6"]
 
 
-def test_infinite_learning_rate_exits_with_one_line_and_saves_nothing(data_dir, tmp_path):
-  proc = run_main(data_dir, tmp_path, "--config.opt.learning_rate=inf")
+# A learning rate the config accepts (finite) that is inf in float32: the first update makes
+# the parameters NaN (an infinite one is a config error).
+OVERFLOWING_LR = 1e39
+
+
+def test_overflowing_learning_rate_exits_with_one_line_and_saves_nothing(data_dir, tmp_path):
+  proc = run_main(data_dir, tmp_path, f"--config.opt.learning_rate={OVERFLOWING_LR}")
   assert proc.returncode == 1
   last = last_line(proc)
   assert last.startswith("mimojax: NaN/Inf in params/") and "after step 6" in last, proc.stderr
@@ -207,7 +212,7 @@ def test_infinite_learning_rate_exits_with_one_line_and_saves_nothing(data_dir, 
 
 
 def test_nonfinite_streak_stop_is_a_run_error(data_dir, tmp_path):
-  config = smoke_config(data_dir, opt__learning_rate=float("inf"),
+  config = smoke_config(data_dir, opt__learning_rate=OVERFLOWING_LR,
                         train__max_nonfinite_steps=2)
   with pytest.raises(loop.RunError, match=r"^3 consecutive updates had NaN/Inf"):
     loop.train_and_evaluate(config, str(tmp_path))
