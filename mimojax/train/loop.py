@@ -11,8 +11,13 @@ state, data-iterator state and config.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import sys
+import threading
 
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import numpy as np
 
@@ -30,11 +35,53 @@ class ConfigError(ValueError):
 
 
 class RunError(RuntimeError):
-  """A fault that stops a run after it started: no readable checkpoint, a NaN/Inf state."""
+  """A fault that stops a run after it started: no readable checkpoint, a NaN/Inf state, a
+  stop signal (SIGINT, SIGTERM)."""
 
 
 class NonFiniteError(RunError):
   """Too many consecutive updates had NaN/Inf loss or gradients, or the state holds NaN/Inf."""
+
+
+class _StopOnSignal:
+  """SIGINT and SIGTERM during a run: the first asks the loop to stop after the step it is
+  training (`requested`), the second exits at once. Installed only in the main thread."""
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+    return self
+
+  def __exit__(self, *exc):
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None:
+      print(f"mimojax: second {signal.Signals(signum).name}: exiting at once (the latest "
+            "checkpoint stays)", file=sys.stderr, flush=True)
+      os._exit(128 + signum)  # pylint: disable=protected-access
+    self.signum = signum
+    log.warning("%s: stopping after the current step with a checkpoint (again: at once)",
+                signal.Signals(signum).name)
+
+  def requested(self) -> bool:
+    """Whether a signal arrived on any process (every process must call this at the same
+    point: the processes agree on the step at which they stop)."""
+    mine = self.signum is not None
+    if jax.process_count() == 1:
+      return mine
+    return bool(np.any(multihost_utils.process_allgather(np.int32(mine))))
+
+  def name(self) -> str:
+    return signal.Signals(self.signum).name if self.signum is not None else "a signal"
 
 
 def _to_host(tree):
@@ -197,12 +244,13 @@ def train_and_evaluate(config, workdir: str, allow_config_change: bool = False):
     lock = workdir_lib.hold(workdir, primary=jax.process_index() == 0)
   except ValueError as e:
     raise ConfigError(str(e)) from e
-  with lock:
-    return _train(config, workdir, allow_config_change)
+  with lock, _StopOnSignal() as stop:
+    return _train(config, workdir, allow_config_change, stop)
 
 
-def _train(config, workdir: str, allow_config_change: bool):
-  """`train_and_evaluate` in a workdir this run holds."""
+def _train(config, workdir: str, allow_config_change: bool, stop: _StopOnSignal):
+  """`train_and_evaluate` in a workdir this run holds; after `stop` is requested, the run
+  saves the step it reached and raises RunError."""
   try:
     workdir_lib.check_resume(workdir, config, allow_config_change)
   except ValueError as e:
@@ -232,6 +280,8 @@ def _train(config, workdir: str, allow_config_change: bool):
   pending = []
   try:
     done = start
+    if stop.requested():
+      raise RunError(f"stopped by {stop.name()} before step {done + 1}; nothing new to save")
     while done < trainer.total_steps:
       state, step_metrics, count = trainer.train_chunk(state, iterator, done)
       pending.append(step_metrics)
@@ -246,9 +296,15 @@ def _train(config, workdir: str, allow_config_change: bool):
       if evaluate:
         for split in config.eval.splits:
           writer.write(done, split, trainer.evaluate(state, split))
-      if save:
+      stopping = stop.requested()
+      if stopping and not save:
+        _check_finite(state, done, mngr)
+      if save or stopping:
         checkpoint.save(mngr, done, state, iterator.get_state(), resolved)
       writer.advance(done)
+      if stopping:
+        raise RunError(f"stopped by {stop.name()} after step {done}; checkpoint step {done} "
+                       "saved; rerun the same command to resume")
   finally:
     mngr.wait_until_finished()
     mngr.close()
