@@ -75,10 +75,10 @@ class _StopOnSignal:
   def requested(self) -> bool:
     """Whether a signal arrived on any process (every process must call this at the same
     point: the processes agree on the step at which they stop)."""
-    mine = self.signum is not None
-    if jax.process_count() == 1:
-      return mine
-    return bool(np.any(multihost_utils.process_allgather(np.int32(mine))))
+    if jax.process_count() > 1:  # adopt the signal another process received
+      signums = multihost_utils.process_allgather(np.int32(self.signum or 0))
+      self.signum = self.signum or int(np.max(signums)) or None
+    return self.signum is not None
 
   def name(self) -> str:
     return signal.Signals(self.signum).name if self.signum is not None else "a signal"

@@ -297,3 +297,45 @@ def test_killing_one_process_stops_the_other_with_an_error(prepared_data_dir, tm
       if proc.poll() is None:
         proc.kill()
         proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_a_signal_to_one_process_stops_both_at_the_same_saved_step(prepared_data_dir,
+                                                                   tmp_path):
+  """SIGTERM to the worker only: both processes finish the same step, save it together and
+  exit with the same one line."""
+  port = _free_port()
+  workdir = tmp_path / "run"
+  procs, logs = [], []
+  try:
+    for i in range(2):
+      logs.append(str(tmp_path / f"process_{i}.log"))
+      env = _env(JAX_NUM_CPU_DEVICES="2", MIMOJAX_COORDINATOR=f"localhost:{port}",
+                 MIMOJAX_NUM_PROCESSES="2", MIMOJAX_PROCESS_ID=str(i))
+      with open(logs[i], "w") as log:
+        procs.append(subprocess.Popen(
+            [sys.executable, "-m", "mimojax.main", *_flags(prepared_data_dir, workdir),
+             "--config.train.num_steps=2000", "--config.train.log_every_steps=4",
+             "--config.eval.every_steps=2000", "--config.checkpoint.every_steps=2000",
+             "--distributed"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+
+    def training():
+      for i, proc in enumerate(procs):
+        assert proc.poll() is None, f"process {i} exited early:\n{_read(logs[i])[-3000:]}"
+      return os.path.exists(workdir / "metrics.jsonl")
+
+    _wait_for(training, RUN_TIMEOUT, "the first logged train step")
+    procs[1].send_signal(signal.SIGTERM)
+    codes = [proc.wait(timeout=RUN_TIMEOUT) for proc in procs]
+    lasts = [_read(log).strip().splitlines()[-1] for log in logs]
+    assert codes == [1, 1], lasts
+    assert all(last.startswith("mimojax: stopped by SIGTERM after step ") for last in lasts)
+    steps = {last.split("after step ")[1].split(";")[0] for last in lasts}
+    assert len(steps) == 1, lasts  # one step for both
+    saved = [d for d in os.listdir(workdir / "checkpoints") if d.isdigit()]
+    assert saved == list(steps) and int(saved[0]) < 2000
+  finally:
+    for proc in procs:
+      if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=60)
