@@ -111,3 +111,41 @@ def test_a_second_signal_exits_at_once_and_the_handlers_are_restored(monkeypatch
   assert exited.value.code == 128 + signal.SIGTERM
   assert "mimojax: second SIGTERM: exiting at once" in capsys.readouterr().err
   assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _checkpoint_entries(workdir):
+  path = os.path.join(workdir, "checkpoints")
+  return os.listdir(path) if os.path.isdir(path) else []
+
+
+@pytest.mark.slow
+def test_sigkill_at_several_points_resumes_like_an_uninterrupted_run(data_dir, tmp_path):
+  """SIGKILL (no handler runs) during training, in the middle of a checkpoint save and after
+  a later checkpoint; each rerun resumes from the last complete checkpoint, and the run ends
+  with the test metrics of an uninterrupted one, bit for bit (CPU)."""
+  every = ["--config.checkpoint.every_steps=16", "--config.checkpoint.keep=2"]
+  straight = tmp_path / "straight"
+  proc = subprocess.run(_command(data_dir, straight) + every, cwd=REPO, capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+
+  workdir = tmp_path / "killed"
+  kill_points = {
+      "training": lambda: os.path.exists(workdir / "metrics.jsonl"),
+      "saving": lambda: any("tmp" in name for name in _checkpoint_entries(workdir)),
+      "after a later checkpoint": lambda: "64" in _checkpoint_entries(workdir)}
+  for point, reached in kill_points.items():
+    proc = subprocess.Popen(_command(data_dir, workdir) + every, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while not reached():
+      assert proc.poll() is None, f"ended before the kill point {point!r}"
+      assert time.time() < deadline, f"no kill point {point!r}"
+      time.sleep(0.005)
+    proc.kill()
+    proc.communicate(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+  proc = subprocess.run(_command(data_dir, workdir) + every, cwd=REPO, capture_output=True,
+                        text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert _rows(workdir, "test")[-1] == _rows(straight, "test")[-1]
