@@ -14,8 +14,14 @@ data locations, device layout or steps per call, or a longer budget
 (mimojax.train.workdir.SAFE_CHANGES); without it those changes stop the run too.
 
 Errors. A bad flag, config file, config value or workdir stops the run before compilation
-with one line on stderr, `mimojax: invalid ...`, and exit status 1; an unexpected error
-shows its traceback.
+with one line on stderr, `mimojax: invalid ...`, and exit status 1. Faults of a running
+run (no readable checkpoint, a NaN/Inf state) stop it with one line `mimojax: ...` too; the
+latest good checkpoint stays. An unexpected error shows its traceback.
+
+Signals. SIGINT (Ctrl-C) or SIGTERM (a preempted VM, a scheduler) finishes the step being
+trained, saves a checkpoint at it and exits with status 1 and one line; rerunning the same
+command resumes. In a multi-process job every process stops at the same step. A second
+signal exits at once (the latest checkpoint stays).
 
 Multi-host. `--distributed` (or MIMOJAX_DISTRIBUTED=1) calls jax.distributed.initialize()
 before any device query. On TPU VMs (and Slurm / Open MPI) JAX detects the coordinator,
@@ -153,10 +159,8 @@ def main(argv):
       config_flags.get_config_filename(flags.FLAGS["config"]))
   try:
     loop.train_and_evaluate(config, workdir, _ALLOW_CONFIG_CHANGE.value)
-  except loop.ConfigError as e:
-    stop(f"mimojax: invalid config: {e}", distributed)
-  except loop.RunError as e:
-    stop(f"mimojax: {e}", distributed)
+  except loop.Error as e:
+    stop(f"mimojax: {e.prefix}{e}", distributed)
   except BaseException:
     if not distributed:
       raise

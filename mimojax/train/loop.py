@@ -30,11 +30,17 @@ from mimojax.train import workdir as workdir_lib
 log = logging.getLogger("mimojax")
 
 
-class ConfigError(ValueError):
+class Error(Exception):
+  """A fault that mimojax's own checks find; `main` prints it as one line, `prefix` first."""
+  prefix = ""
+
+
+class ConfigError(Error, ValueError):
   """A config value or workdir the run cannot use; raised before anything is compiled."""
+  prefix = "invalid config: "
 
 
-class RunError(RuntimeError):
+class RunError(Error, RuntimeError):
   """A fault that stops a run after it started: no readable checkpoint, a NaN/Inf state, a
   stop signal (SIGINT, SIGTERM)."""
 
