@@ -169,20 +169,23 @@ def main(argv):
 
 
 def stop(message: str, distributed: bool) -> None:
-  """Exits with status 1 after printing `message`.
+  """Prints `message` as the last line on stderr and exits at once with status 1.
 
-  A distributed process exits at once (os._exit), skipping jax.distributed's shutdown
-  barrier: waiting there would keep its heartbeats alive while the other processes block in
-  a collective, so the whole job would hang. Once it is gone, the JAX distributed service
-  stops every other process within MIMOJAX_HEARTBEAT_TIMEOUT seconds with "Terminating
-  process because the JAX distributed service detected fatal errors".
+  At once (os._exit), after the logs are flushed: the interpreter's teardown would let
+  background threads print after the message (such as Orbax's abandoned reads of an
+  unreadable checkpoint), and a distributed process would wait in jax.distributed's shutdown
+  barrier, keeping its heartbeats alive while the other processes block in a collective, so
+  the whole job would hang. Once it is gone, the JAX distributed service stops every other
+  process within MIMOJAX_HEARTBEAT_TIMEOUT seconds with "Terminating process because the
+  JAX distributed service detected fatal errors". Everything a run writes is closed before
+  its errors reach here.
   """
-  if not distributed:
-    sys.exit(message)
-  import jax  # pylint: disable=g-import-not-at-top
-  print(f"{message} [process {jax.process_index()} of {jax.process_count()}]",
-        file=sys.stderr, flush=True)
+  if distributed:
+    import jax  # pylint: disable=g-import-not-at-top
+    message = f"{message} [process {jax.process_index()} of {jax.process_count()}]"
   logging.shutdown()
+  sys.stdout.flush()
+  print(message, file=sys.stderr, flush=True)
   os._exit(1)  # pylint: disable=protected-access
 
 

@@ -170,7 +170,9 @@ def test_no_readable_step_is_one_error_and_nothing_is_touched(data_dir, straight
   last = last_line(proc)
   assert last.startswith("mimojax: no checkpoint in ") and "can be read" in last, proc.stderr
   assert "step 12: " in last and "step 6: JSONDecodeError" in last
-  assert "Traceback" not in proc.stderr
+  # No traceback through mimojax. (TensorStore's threads may still print "Event loop is
+  # closed" tracebacks of the reads that Orbax abandons when an array cannot be read.)
+  assert f"{os.sep}mimojax{os.sep}" not in proc.stderr.replace(last, "")
   assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["12", "6"]
 
 
