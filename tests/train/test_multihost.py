@@ -260,21 +260,27 @@ def _wait_for(predicate, timeout, what):
   pytest.fail(f"timed out after {timeout}s waiting for {what}")
 
 
+def _start_two_processes(data_dir, tmp_path, *flags):
+  """Two `--distributed` processes of 2 CPU devices each on `tmp_path / "run"`, started
+  directly (no launcher), each logging to `tmp_path / process_<i>.log`; (procs, logs)."""
+  port = _free_port()
+  procs, logs = [], []
+  for i in range(2):
+    logs.append(str(tmp_path / f"process_{i}.log"))
+    env = _env(JAX_NUM_CPU_DEVICES="2", MIMOJAX_COORDINATOR=f"localhost:{port}",
+               MIMOJAX_NUM_PROCESSES="2", MIMOJAX_PROCESS_ID=str(i))
+    with open(logs[i], "w") as log:
+      procs.append(subprocess.Popen(
+          [sys.executable, "-m", "mimojax.main", *_flags(data_dir, tmp_path / "run"), *flags,
+           "--distributed"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
+  return procs, logs
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("victim", [0, 1], ids=["coordinator_killed", "worker_killed"])
 def test_killing_one_process_stops_the_other_with_an_error(prepared_data_dir, tmp_path, victim):
-  port = _free_port()
-  procs, logs = [], []
+  procs, logs = _start_two_processes(prepared_data_dir, tmp_path)
   try:
-    for i in range(2):
-      logs.append(str(tmp_path / f"process_{i}.log"))
-      env = _env(JAX_NUM_CPU_DEVICES="2", MIMOJAX_COORDINATOR=f"localhost:{port}",
-                 MIMOJAX_NUM_PROCESSES="2", MIMOJAX_PROCESS_ID=str(i))
-      with open(logs[i], "w") as log:
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "mimojax.main", *_flags(prepared_data_dir, tmp_path / "run"),
-             "--distributed"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
-
     def both_joined():
       for i, proc in enumerate(procs):
         assert proc.poll() is None, f"process {i} exited early:\n{_read(logs[i])[-3000:]}"
@@ -304,20 +310,12 @@ def test_a_signal_to_one_process_stops_both_at_the_same_saved_step(prepared_data
                                                                    tmp_path):
   """SIGTERM to the worker only: both processes finish the same step, save it together and
   exit with the same one line."""
-  port = _free_port()
   workdir = tmp_path / "run"
-  procs, logs = [], []
+  procs, logs = _start_two_processes(
+      prepared_data_dir, tmp_path, "--config.train.num_steps=2000",
+      "--config.train.log_every_steps=4", "--config.eval.every_steps=2000",
+      "--config.checkpoint.every_steps=2000")
   try:
-    for i in range(2):
-      logs.append(str(tmp_path / f"process_{i}.log"))
-      env = _env(JAX_NUM_CPU_DEVICES="2", MIMOJAX_COORDINATOR=f"localhost:{port}",
-                 MIMOJAX_NUM_PROCESSES="2", MIMOJAX_PROCESS_ID=str(i))
-      with open(logs[i], "w") as log:
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "mimojax.main", *_flags(prepared_data_dir, workdir),
-             "--config.train.num_steps=2000", "--config.train.log_every_steps=4",
-             "--config.eval.every_steps=2000", "--config.checkpoint.every_steps=2000",
-             "--distributed"], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT))
 
     def training():
       for i, proc in enumerate(procs):
