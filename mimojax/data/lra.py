@@ -235,14 +235,11 @@ _MANUAL_HELP = (f"Download {RELEASE_URL} (7.7 GB), extract it (`tar xzf lra_rele
 
 
 class _ReleaseBuilder(builders.Builder, skip_registration=True):
-  """A builder that converts files of the LRA release found in ``data.manual_dir``."""
+  """A builder that converts files of the LRA release found in ``data.manual_dir``. Each
+  subclass names, in ``required(config)``, the release file or folder whose presence
+  identifies the release folder."""
 
   MANUAL_DOWNLOAD_INSTRUCTIONS = _MANUAL_HELP
-
-  @classmethod
-  def required(cls, config) -> str:
-    """Release file or folder whose presence identifies the release folder."""
-    raise NotImplementedError
 
   @classmethod
   def manual_dir(cls, config, data_config) -> str:
