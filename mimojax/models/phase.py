@@ -16,8 +16,13 @@ class Phase:
     estimate (``ops.favor_s_exact_attention``; not in the paper).
   inputs_per_pass: MIMOConv: images per forward pass n, a divisor of N (Sec. 3, dynamic
     inference); None: N.
+  task_weight, retrieval_weight: the objective ``task_weight * task loss + retrieval_weight *
+    retrieval loss``; DataMUX's retrieval warm-up trains (0, 1), its fine-tuning (0.9, 0.1)
+    (DataMUX Sec. 3.3); every other model (1, 0).
   """
 
   subgrid: bool = False
   exact_kernel: bool = False
   inputs_per_pass: int | None = None
+  task_weight: float = 1.0
+  retrieval_weight: float = 0.0

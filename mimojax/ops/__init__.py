@@ -8,4 +8,7 @@ from mimojax.ops.binding import (gaussian_keys, hrr_bind, hrr_unbind, key_orthon
                                  map_bind, map_unbind, mbat_unbind, rademacher_keys, superpose)
 from mimojax.ops.channels import assign_channels, from_grid, merge_replicas, to_grid
 from mimojax.ops.isometry import conv_isometry_penalty, dense_isometry_penalty, isometry_penalty
-from mimojax.ops.losses import accuracy, cross_entropy, info_nce, mixup
+from mimojax.ops.losses import accuracy, cross_entropy, info_nce, mixup, pm1_mse
+from mimojax.ops.multiplex import (binary_vectors, gaussian_vectors, haar_orthogonal,
+                                   hadamard_mux, index_prefix, low_rank_matrices, matrix_mux,
+                                   retrieval_targets)

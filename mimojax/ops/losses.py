@@ -52,6 +52,21 @@ def cross_entropy(logits, labels, mask=None):
   return _weighted_mean(jnp.where(weights > 0, nll, 0.0), weights)
 
 
+def pm1_mse(outputs, labels, mask=None):
+  """Mean over unmasked positions of ``0.5 * mean_c (y_c - outputs_c)^2`` with one-vs-rest
+  targets ``y_c = +1`` for the label and ``-1`` otherwise (DataMUX App. A.10: "Labels are +1
+  for the correct digit and -1 for the incorrect digits", mean squared error; the 0.5 as
+  the official vision notebook, princeton-nlp/DataMUX: ``vision/vision_multiplexing.ipynb``).
+  The predicted class is the arg-max output, as with logits (:func:`accuracy`)."""
+  outputs, labels = jnp.asarray(outputs), jnp.asarray(labels)
+  _check_logits(outputs, labels)
+  outputs = outputs.astype(jnp.promote_types(outputs.dtype, jnp.float32))
+  targets = 2.0 * jax.nn.one_hot(labels, outputs.shape[-1], dtype=outputs.dtype) - 1.0
+  per_example = 0.5 * jnp.mean(jnp.square(targets - outputs), axis=-1)
+  weights = _weights(labels, mask)
+  return _weighted_mean(jnp.where(weights > 0, per_example, 0.0), weights)
+
+
 def accuracy(logits, labels, mask=None):
   """Fraction of unmasked positions whose arg-max logit is the label (same weighting)."""
   logits, labels = jnp.asarray(logits), jnp.asarray(labels)

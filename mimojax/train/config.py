@@ -20,6 +20,7 @@ import typing
 
 from mimojax import data as data_lib
 from mimojax import models
+from mimojax.models.datamux import DEMUXES, MUXES, NORM_POSITIONS, prefix_length
 from mimojax.models.transformer import HEAD_TASKS, HEADS, POOLINGS, VARIANTS
 from mimojax.models.wide_resnet import DEFAULTS as CONV_DEFAULTS
 from mimojax.models.wide_resnet import stage_sizes_for_depth
@@ -29,6 +30,7 @@ from mimojax.nn import conv
 from mimojax.train import optim
 
 SPLITS = ("train", "validation", "test")
+LOSSES = ("cross_entropy", "mse")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +46,7 @@ class DataConfig:
   max_length: int | None = None  # bytes per document (LRA text, retrieval); ListOps bound
   validation_size: int = 0  # image tasks: the last k train examples form the validation split
   augment: bool = True  # image tasks: the dataset's training augmentation (flips, crops)
+  normalise: bool = True  # image tasks: per-channel mean/std; False: pixels / 255 (DataMUX)
   # Generated tasks: overrides of the variant's settings (None: the variant's value).
   vocab_size: int | None = None
   input_seq_len: int | None = None
@@ -93,6 +96,9 @@ class ModelConfig:
   key_init: str = "uniform"  # uniform (official code) | gaussian (paper N(0, 1/D))
   trainable_keys: bool = True
   unbind_bias_relu: bool = True  # official code's MBAT unbinding with bias and ReLU
+  # DataMUX Transformer (datamux): RoBERTa's post-LN layers or the pre-LN ones above.
+  norm_position: str = "pre"  # pre | post
+  mask_padding: bool = False  # datamux: mask padded keys (official code: no mask)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,6 +115,16 @@ class MimoConfig:
   key_mu: float = 0.1  # MIMOConv binding-key orthonormality weight (App. B.3)
   slow_fraction: float = 0.0  # MIMOConv dynamic training: share of batches in slow mode
   slow_inputs_per_pass: int = 1  # inputs per pass of a slow-mode batch (official sup_low)
+  # DataMUX (models.datamux): N = n instances per group, m = 1.
+  mux: str = "hadamard"  # hadamard | binary | ortho | low_rank; CNN also kernel | nonlinear
+  mux_norm: float = 1.0  # norm of the Gaussian Hadamard vectors (official: 20 for warm-up)
+  mux_overlap: float = 0.0  # binary mux: chunk overlap epsilon in [0, 1]
+  learn_mux: bool = False  # train the mux vectors / matrices / kernels (official: frozen)
+  mux_maps: int = 1  # CNN nonlinear mux: feature maps per instance (1, 4 or 8)
+  demux: str = "index"  # index (prefix tokens) | mlp (N heads)
+  retrieval_fraction: float = 0.0  # first fraction of steps: the retrieval warm-up only
+  task_weight: float = 1.0  # loss = task_weight * task + retrieval_weight * retrieval
+  retrieval_weight: float = 0.0  # (after the warm-up; official fine-tuning: 0.9 and 0.1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,6 +163,7 @@ class TrainConfig:
   passes_per_epoch: int = 1  # data traversals per epoch (MIMOConv: N, App. E.1)
   mixup_alpha: float = 0.0  # image tasks: mixup Beta(alpha, alpha) before superposition; 0 off
   grad_skip_factor: float = 0.0  # skip batches with grad norm >= factor x last epoch's mean
+  loss: str = "cross_entropy"  # cross_entropy | mse (one-vs-rest +-1 targets, DataMUX vision)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -306,8 +323,11 @@ def validate(config: Config) -> None:
   _validate_opt(config.opt)
   choose("model.name", config.model.name, models.MODELS)
   choose("data.name", config.data.name, data_lib.DATASETS)
+  choose("train.loss", config.train.loss, LOSSES)
   if config.model.name == "transformer":
     _validate_transformer(config.model, config.mimo)
+  elif config.model.name in MUXES:
+    _validate_datamux(config.model, config.mimo)
   else:
     _validate_conv(config.model, config.mimo)
   _validate_phases(config)
@@ -420,6 +440,23 @@ def _validate_transformer(model: ModelConfig, mimo: MimoConfig) -> None:
                          "with att_mlp: 0")
 
 
+def _validate_datamux(model: ModelConfig, mimo: MimoConfig) -> None:
+  """DataMUX: the mux of the model family, N = mimo.n instances, softmax attention."""
+  if mimo.m != 1:
+    raise ValueError(f"mimo.m={mimo.m} must be 1 for {model.name} (instances are mimo.n)")
+  choose("mimo.mux", mimo.mux, MUXES[model.name])
+  if not (mimo.mux_norm > 0 and math.isfinite(mimo.mux_norm)):
+    raise ValueError(f"mimo.mux_norm={mimo.mux_norm!r} must be > 0; allowed: finite numbers > 0")
+  in_range("mimo.mux_overlap", mimo.mux_overlap, 0.0, 1.0)
+  choose("mimo.mux_maps", mimo.mux_maps, (1, 4, 8) if mimo.mux == "nonlinear" else (1,))
+  if model.name != "datamux":
+    return
+  choose("model.attention (DataMUX keeps softmax attention)", model.attention, ("softmax",))
+  choose("mimo.demux", mimo.demux, DEMUXES)
+  choose("model.norm_position", model.norm_position, NORM_POSITIONS)
+  _validate_transformer(model, mimo)
+
+
 def _validate_conv(model: ModelConfig, mimo: MimoConfig) -> None:
   stage_sizes_for_depth(model.depth)
   defaults = CONV_DEFAULTS[model.name]
@@ -461,6 +498,18 @@ def _validate_phases(config: Config) -> None:
         f"'favor_s' and model.kernel = 'exp' (got {model.attention!r}, {model.kernel!r}); "
         "allowed otherwise: 0")
   in_range("mimo.slow_fraction", mimo.slow_fraction, 0.0, 1.0)
+  in_range("mimo.retrieval_fraction", mimo.retrieval_fraction, 0.0, 1.0, high_open=True)
+  in_range("mimo.task_weight", mimo.task_weight, 0.0)
+  in_range("mimo.retrieval_weight", mimo.retrieval_weight, 0.0)
+  retrieval = {"mimo.retrieval_fraction": mimo.retrieval_fraction,
+               "mimo.retrieval_weight": mimo.retrieval_weight}
+  for name, value in retrieval.items():
+    if value and model.name != "datamux":
+      raise ValueError(f"{name}={value} is for model.name='datamux' (the retrieval task), "
+                       f"got {model.name!r}; allowed otherwise: 0")
+  if not (mimo.task_weight > 0 or mimo.retrieval_weight > 0):
+    raise ValueError("mimo.task_weight and mimo.retrieval_weight are both 0: nothing to "
+                     "train after the warm-up; allowed: numbers >= 0, not both 0")
   modes = {"eval.inputs_per_pass": config.eval.inputs_per_pass}
   if mimo.slow_fraction > 0:
     modes["mimo.slow_inputs_per_pass"] = (mimo.slow_inputs_per_pass,)
@@ -478,7 +527,7 @@ def _validate_phases(config: Config) -> None:
 def check_data(config: Config, info) -> None:
   """The rules that need the data's ``DataInfo``: the model fits the task."""
   model = config.model
-  if model.name != "transformer":
+  if model.name not in ("transformer", "datamux"):
     if info.task_type != "classification":
       raise ValueError(f"model.name={model.name!r} needs a 'classification' task; "
                        f"data.name={config.data.name!r} gives {info.task_type!r}")
@@ -487,10 +536,14 @@ def check_data(config: Config, info) -> None:
   if info.task_type != expected:
     raise ValueError(f"model.head={model.head!r} needs a {expected!r} task; "
                      f"data.name={config.data.name!r} gives {info.task_type!r}")
-  needed = info.seq_len + (model.head != "lm" and model.pooling == "cls")
+  if model.name == "datamux":
+    extra, what = prefix_length(config.mimo.demux, config.mimo.n), "the demux prefix"
+  else:
+    extra, what = int(model.head != "lm" and model.pooling == "cls"), "CLS"
+  needed = info.seq_len + extra
   if model.max_len < needed:
     raise ValueError(f"model.max_len={model.max_len} must be >= {needed} (data seq_len "
-                     f"{info.seq_len}{' + CLS' if needed > info.seq_len else ''})")
+                     f"{info.seq_len}{f' + {what}' if extra else ''})")
 
 
 def total_steps(config: Config, num_train_examples: int) -> int:

@@ -154,6 +154,7 @@ class Trainer:
     if phase not in self._train_steps:
       fn = step.make_train_step(
           self.model.clone(phase=phase), self.tx, self.info.task_type,
+          loss=self.config.train.loss, task_weight=phase.task_weight,
           mixup_alpha=self.config.train.mixup_alpha,
           grad_skip_factor=self.config.train.grad_skip_factor,
           steps_per_epoch=self._epoch_steps)
@@ -167,7 +168,8 @@ class Trainer:
   def eval_step_for(self, phase):
     """The compiled evaluation sums of the model in `phase`, built on first use."""
     if phase not in self._eval_steps:
-      fn = step.make_eval_step(self.model.clone(phase=phase), self.info.task_type)
+      fn = step.make_eval_step(self.model.clone(phase=phase), self.info.task_type,
+                               self.config.train.loss)
       self._eval_steps[phase] = jax.jit(
           jax.vmap(fn, in_axes=(0, None)),
           in_shardings=(self._seed_sh, mesh_lib.batch_sharding(self.mesh)),
@@ -323,9 +325,12 @@ def _log_train(writer, step_index, pending, state, max_nonfinite):
 
   Each metric is the mean over the steps whose update was not skipped for NaN/Inf (left out
   when a seed has none); `skipped` and `skipped_grad_norm` count the skipped steps and
-  `skipped_total` those of the whole run."""
+  `skipped_total` those of the whole run; a sown loss term that only some of the logged
+  steps' phases have is left out."""
   host = _to_host(pending)  # one dict per compiled call, arrays (seed, step)
-  series = {k: np.concatenate([m[k] for m in host], axis=1) for k in host[0]}
+  # a metric that some phases do not have (a sown loss term) is left out of a mixed log
+  names = [k for k in host[0] if all(k in m for m in host)]
+  series = {k: np.concatenate([m[k] for m in host], axis=1) for k in names}
   streak = int(np.max(_to_host(state.nonfinite_streak)))
   if streak >= max_nonfinite:
     raise NonFiniteError(

@@ -3,8 +3,10 @@
 A :class:`Schedule` holds the step counts a config implies; ``phase_at(schedule, s)`` is the
 ``models.Phase`` that batch s trains: the App. F.1 warm-up on the M/2 x N/2 sub-grid, then
 (optionally, not in the paper) a ramp that mixes both grids, the exact-kernel first steps
-(``mimo.exact_kernel_fraction``, not in the paper) and MIMOConv's slow-mode batches
-(``mimo.slow_fraction``, official dynamic training). The training loop compiles one step per
+(``mimo.exact_kernel_fraction``, not in the paper), MIMOConv's slow-mode batches
+(``mimo.slow_fraction``, official dynamic training) and DataMUX's retrieval warm-up
+(``mimo.retrieval_fraction``: retrieval loss only, then the task with retrieval as an
+auxiliary loss, DataMUX Sec. 3.3). The training loop compiles one step per
 distinct phase and knows nothing of these schedules.
 """
 
@@ -32,6 +34,7 @@ class Schedule:
   curriculum_steps: int = 0
   ramp_steps: int = 0
   exact_steps: int = 0
+  retrieval_steps: int = 0
   slow_fraction: float = 0.0
   seed: int = 0
   base: Phase = Phase()  # what every other step trains
@@ -46,9 +49,11 @@ def schedule(config, total_steps: int) -> Schedule:
       curriculum_steps=int(mimo.curriculum_fraction * total_steps),
       ramp_steps=int(mimo.curriculum_ramp_fraction * total_steps),
       exact_steps=int(mimo.exact_kernel_fraction * total_steps),
+      retrieval_steps=int(mimo.retrieval_fraction * total_steps),
       slow_fraction=mimo.slow_fraction,
       seed=config.seed,
-      base=Phase(inputs_per_pass=mimo.inputs_per_pass),
+      base=Phase(inputs_per_pass=mimo.inputs_per_pass, task_weight=mimo.task_weight,
+                 retrieval_weight=mimo.retrieval_weight),
       slow=Phase(inputs_per_pass=mimo.slow_inputs_per_pass))
 
 
@@ -71,6 +76,8 @@ def is_slow(s: Schedule, step: int) -> bool:
 
 def phase_at(s: Schedule, step: int) -> Phase:
   """The phase batch ``step`` trains."""
+  if step < s.retrieval_steps:
+    return dataclasses.replace(s.base, task_weight=0.0, retrieval_weight=1.0)
   subgrid = on_subgrid(s, step)
   if step < s.exact_steps:
     return dataclasses.replace(s.base, subgrid=subgrid, exact_kernel=True)

@@ -3,11 +3,13 @@
 Every array in `TrainState` carries a leading seed axis when it goes through
 `seed_vmap` (see `mimojax.train.loop`); the functions here see one model.
 
-The training objective is the task loss (cross-entropy; with mixup, the lam-weighted pair
-of cross-entropies of paper App. E.1) plus `model.regularization_loss(params, model_state)`
+The training objective is the task loss (``train.loss``: cross-entropy, or DataMUX's MSE on
+one-vs-rest +-1 targets; with mixup, the lam-weighted pair of paper App. E.1) times the
+phase's ``task_weight`` (0 in DataMUX's retrieval warm-up), plus `model.regularization_loss(params, model_state)`
 for models that define it (MIMOConv / WideIsoNet: gamma * isometry + mu * key penalty, App.
 B.2-B.3), plus every weighted term a module sows into the "losses" collection in the
-training forward pass (FAVOR+S: `mimo.mass_balance`). A batch is skipped -- parameters,
+training forward pass (FAVOR+S: `mimo.mass_balance`; DataMUX: the weighted retrieval loss),
+each also reported under its sown name. A batch is skipped -- parameters,
 optimiser moments and BatchNorm statistics unchanged, the learning-rate schedule still
 advanced as torch's `scheduler.step()` is -- when its loss, gradient norm or a loss weight
 is NaN/Inf (a NaN weight would otherwise mask its position to a zero loss), or,
@@ -63,6 +65,9 @@ def targets_and_weights(batch: dict, task_type: str):
   return batch["label"], weights.astype(jnp.float32)
 
 
+TASK_LOSSES = {"cross_entropy": ops.cross_entropy, "mse": ops.pm1_mse}
+
+
 def init_state(model: nn.Module, tx: optax.GradientTransformation, rng: jax.Array,
                batch: dict) -> TrainState:
   """Initialises parameters, frozen constants and optimiser state for one model."""
@@ -93,16 +98,28 @@ def _grad_norm_limit(state: TrainState, factor: float, steps_per_epoch: int):
           jnp.where(new_epoch, 0, count))
 
 
+def _sown_terms(sown) -> dict:
+  """{sow name: summed value} of the "losses" collection (every module's terms pooled)."""
+  terms = {}
+  for path, value in jax.tree_util.tree_flatten_with_path(sown)[0]:
+    name = next(k.key for k in reversed(path) if isinstance(k, jax.tree_util.DictKey))
+    terms[name] = terms.get(name, 0.0) + jnp.sum(value)
+  return terms
+
+
 def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_type: str, *,
+                    loss: str = "cross_entropy", task_weight: float = 1.0,
                     mixup_alpha: float = 0.0, grad_skip_factor: float = 0.0,
                     steps_per_epoch: int = 1):
   """Returns train_step(state, batch, rng) -> (state, metrics) for one model.
 
   The per-step randomness is fold_in(rng, step). See the module doc for the objective and
-  the batch-skipping rules; `steps_per_epoch` delimits the epochs of the gradient-norm rule.
+  the batch-skipping rules; `loss` is a key of `TASK_LOSSES`; `steps_per_epoch` delimits the
+  epochs of the gradient-norm rule; `task_weight` scales the task loss (the phase's).
   """
   regularized = hasattr(model, "regularization_loss")
-  sows = []  # appended to while loss_fn is traced, if a module sowed a loss term
+  task_loss = TASK_LOSSES[loss]
+  sown_names = []  # filled while loss_fn is traced with the names of sown loss terms
 
   def loss_fn(params, model_state, batch, rng):
     targets, weights = targets_and_weights(batch, task_type)
@@ -117,22 +134,21 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
         {"params": params, **model_state}, **inputs, train=True,
         rngs={"dropout": dropout_rng, "features": features_rng}, mutable=mutable)
     updates = dict(updates)
-    sown = updates.pop(LOSSES, None)
-    loss = ops.cross_entropy(logits, targets, weights)
+    terms = _sown_terms(updates.pop(LOSSES, {}))
+    sown_names[:] = sorted(terms)
+    task = task_loss(logits, targets, weights)
     acc = ops.accuracy(logits, targets, weights)
     if mixup_alpha > 0:
-      loss = lam * loss + (1 - lam) * ops.cross_entropy(logits, targets_b, weights)
+      task = lam * task + (1 - lam) * task_loss(logits, targets_b, weights)
       acc = lam * acc + (1 - lam) * ops.accuracy(logits, targets_b, weights)
     reg = model.regularization_loss(params, model_state) if regularized else jnp.zeros(())
-    if sown is not None:
-      reg = reg + sum(jnp.sum(term) for term in jax.tree.leaves(sown))
-      sows.append(True)
+    reg = reg + sum(terms.values())
     weights_finite = jnp.all(jnp.isfinite(jnp.asarray(weights, jnp.float32)))
-    return loss + reg, (loss, reg, acc, updates, weights_finite)
+    return task_weight * task + reg, (task, reg, acc, updates, weights_finite, terms)
 
   def train_step(state: TrainState, batch: dict, rng: jax.Array):
     rng = jax.random.fold_in(rng, state.step)
-    (objective, (loss, reg, acc, updates, weights_finite)), grads = jax.value_and_grad(
+    (objective, (loss, reg, acc, updates, weights_finite, terms)), grads = jax.value_and_grad(
         loss_fn, has_aux=True)(state.params, state.model_state, batch, rng)
     grad_norm = optax.tree.norm(grads)
     finite = jnp.isfinite(objective) & jnp.isfinite(grad_norm) & weights_finite
@@ -156,8 +172,9 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
     metrics = {"loss": loss, "accuracy": acc, "grad_norm": grad_norm,
                "skipped": nonfinite.astype(jnp.float32),
                "skipped_grad_norm": (finite & ~accept).astype(jnp.float32)}
-    if regularized or sows:
+    if regularized or sown_names:
       metrics["regularization"] = reg
+    metrics.update(terms)
     return state, metrics
 
   return train_step
@@ -173,8 +190,9 @@ def over_batches(train_step):
   return train_steps
 
 
-def make_eval_step(model: nn.Module, task_type: str):
-  """Returns eval_step(state, batch) -> sums of loss, correct predictions and weights."""
+def make_eval_step(model: nn.Module, task_type: str, loss: str = "cross_entropy"):
+  """Returns eval_step(state, batch) -> sums of the task loss (a key of `TASK_LOSSES`),
+  correct predictions and weights."""
 
   def eval_step(state: TrainState, batch: dict):
     logits = model.apply({"params": state.params, **state.model_state},
@@ -183,7 +201,7 @@ def make_eval_step(model: nn.Module, task_type: str):
     weights = jnp.broadcast_to(weights, targets.shape).astype(jnp.float32)
     total = jnp.sum(weights)
     # losses.* are weighted means; the host needs sums to pool batches exactly.
-    return {"loss": ops.cross_entropy(logits, targets, weights) * total,
+    return {"loss": TASK_LOSSES[loss](logits, targets, weights) * total,
             "correct": ops.accuracy(logits, targets, weights) * total,
             "weight": total}
 
