@@ -5,12 +5,18 @@
     python -m mimojax.main --config=experiments/synthetic.py:model=transformer,task=ar,seeds=5
     python -m mimojax.main --config=experiments/synthetic.py:model=mimoformer,task=ih,smoke
 
-Argument: `model=<transformer|performer|mimoformer|mimoformer_dpfp>,task=<ar|ih>
-[,recipe=<paper|best>][,layers=<simple_lm|mimoformer>][,seeds=k][,epochs=e][,smoke]`.
+Argument: `model=<transformer|performer|mimoformer|mimoformer_dpfp|datamux>,task=<ar|ih>
+[,recipe=<paper|best>][,layers=<simple_lm|mimoformer>][,n=<1|2>][,warmup=f][,seeds=k]
+[,epochs=e][,smoke]`.
 
 Models: `transformer` (softmax), `performer` (FAVOR+, ReLU features), `mimoformer` (the
 paper's "MIMOFormer N=2 (FAVOR+)": FAVOR+S att. on an M = 2 by N = 2 grid, four sequences
-per attention call) and `mimoformer_dpfp` (the same with DPFP features).
+per attention call), `mimoformer_dpfp` (the same with DPFP features) and `datamux`
+(DataMUX around SimpleLM with `n` = 1 or 2 instances per row, the paper's "DataMUX (N=2)":
+Gaussian Hadamard mux, index demux, the retrieval warm-up on the task's own sequences for
+the first `warmup` (default 0.1) of the steps, then 0.9 task + 0.1 retrieval; MIMONets App. F
+does not give its DataMUX schedule, so this is DataMUX's own, princeton-nlp/DataMUX:
+run_glue.sh).
 
 `recipe=paper` (default): the paper's setting (App. F) with safari's training details where
 the paper is silent (HazyResearch/safari: configs/experiment/synthetics/*): 2 layers, 1 head,
@@ -58,6 +64,7 @@ MODELS = {
     "performer": ("favor", "relu", 1, 1, 0.0),
     "mimoformer": ("favor_s", "relu", 2, 2, 0.0),
     "mimoformer_dpfp": ("favor_s", "dpfp", 2, 2, 0.0),
+    "datamux": ("softmax", "relu", 1, 2, 0.1),  # n: the `n` argument
 }
 TASKS = {"ar": ("assoc_recall", 42), "ih": ("induction_head", 32)}  # name, safari l_max
 # layers: (Dense init, MLP activation, tied LM head, weight-decay-exempt regex).
@@ -86,10 +93,25 @@ BEST = {
 }
 
 
+def _datamux(c, n: int, warmup: float) -> None:
+  """DataMUX around SimpleLM (MIMONets App. F: mux at the input, demux at the output):
+  Gaussian Hadamard mux and index demux (the official defaults), the retrieval warm-up on the
+  task's own sequences for the first `warmup` of the steps, then the task with retrieval as
+  a 0.1-weighted auxiliary loss (princeton-nlp/DataMUX: run_glue.sh). The mux vectors keep
+  the warm-up's norm 20 (the official fine-tuning restores the warm-up's vectors)."""
+  c.model.name = "datamux"
+  c.mimo.n = n
+  c.mimo.mux, c.mimo.demux = "hadamard", "index"
+  c.mimo.retrieval_fraction = warmup
+  c.mimo.mux_norm = 20.0 if warmup > 0 else 1.0
+  c.mimo.task_weight, c.mimo.retrieval_weight = 0.9, 0.1
+
+
 def get_config(arg=None):
   args = base.parse_arg(arg, model="mimoformer", task="ar", seeds=1, epochs=400,
-                        layers="simple_lm", recipe="paper", smoke=False)
+                        layers="simple_lm", recipe="paper", n=2, warmup=0.1, smoke=False)
   base.check_allowed("model", args.model, MODELS)
+  base.check_allowed("n", args.n, (1, 2) if args.model == "datamux" else (2,))
   base.check_allowed("layers", args.layers, LAYERS)
   base.check_allowed("task", args.task, TASKS)
   pair = (args.model, args.task)
@@ -109,6 +131,9 @@ def get_config(arg=None):
   c.model.embed_dim = 32
   c.model.mlp_dim = 128
   c.model.max_len = max_len  # inputs are 42 (AR) and 31 (IH) tokens
+  if args.model == "datamux":
+    _datamux(c, args.n, args.warmup)
+    c.model.max_len = max_len + args.n + 1  # the index prefix
   c.model.dropout = 0.0  # residual dropout 0, as safari's SimpleLM
   c.model.attention_dropout = 0.1  # softmax attention weights only (safari)
 

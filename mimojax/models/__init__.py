@@ -7,6 +7,7 @@ the data's ``DataInfo``) and returns a ``flax.linen.Module`` with a ``phase`` fi
 
 from mimojax.models.phase import Phase
 
+from mimojax.models.datamux import datamux
 from mimojax.models.transformer import transformer
 from mimojax.models.wide_resnet import mimoconv
 from mimojax.models.wide_resnet import wide_isonet
@@ -17,6 +18,7 @@ MODELS = {
     "wide_resnet": wide_resnet,
     "wide_isonet": wide_isonet,
     "mimoconv": mimoconv,
+    "datamux": datamux,
 }
 
 

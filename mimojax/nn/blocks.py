@@ -18,9 +18,10 @@ from mimojax.ops import channels
 
 # PyTorch's LayerNorm epsilon (the official code runs torch defaults).
 LAYER_NORM_EPS = 1e-5
-# MLP activations: ReLU (official MIMOFormer code) or tanh-approximated GELU (safari SimpleLM,
-# HazyResearch/safari: src/models/sequence/simple_lm.py).
-MLP_ACTIVATIONS = {"relu": nn.relu, "gelu": lambda x: nn.gelu(x, approximate=True)}
+# MLP activations: ReLU (official MIMOFormer code), tanh-approximated GELU (safari SimpleLM,
+# HazyResearch/safari: src/models/sequence/simple_lm.py) or exact GELU (RoBERTa, DataMUX).
+MLP_ACTIVATIONS = {"relu": nn.relu, "gelu": lambda x: nn.gelu(x, approximate=True),
+                   "gelu_exact": lambda x: nn.gelu(x, approximate=False)}
 
 
 def layer_norm(name: str | None = None) -> nn.LayerNorm:
@@ -106,6 +107,18 @@ class EncoderBlock(nn.Module):
     h = attention(layer_norm("norm_attention")(x), mask, train=train)
     x = x + nn.Dropout(self.dropout, deterministic=not train)(h)
     return x + self._mlp()(layer_norm("norm_mlp")(x), train=train)
+
+
+class PostNormEncoderBlock(EncoderBlock):
+  """Post-LN layer of BERT / RoBERTa (the DataMUX encoder, princeton-nlp/DataMUX:
+  ``configs/roberta.json``): X <- LN(X + Dropout(Attn X)); X <- LN(X + MLP X)."""
+
+  @nn.compact
+  def __call__(self, x, mask=None, *, train: bool):
+    attention = MultiHeadAttention(self.spec, out_dim=x.shape[-1], name="attention")
+    h = nn.Dropout(self.dropout, deterministic=not train)(attention(x, mask, train=train))
+    x = layer_norm("norm_attention")(x + h)
+    return layer_norm("norm_mlp")(x + self._mlp()(x, train=train))
 
 
 def bundle_skip(x, keys):

@@ -454,6 +454,9 @@ def _validate_datamux(model: ModelConfig, mimo: MimoConfig) -> None:
   choose("model.attention (DataMUX keeps softmax attention)", model.attention, ("softmax",))
   choose("mimo.demux", mimo.demux, DEMUXES)
   choose("model.norm_position", model.norm_position, NORM_POSITIONS)
+  if model.mask_padding and model.head != "classifier":
+    raise ValueError(f"model.mask_padding=True needs model.head='classifier' (token 0 is a "
+                     f"real token of the {model.head!r} tasks); allowed otherwise: False")
   _validate_transformer(model, mimo)
 
 
