@@ -6,7 +6,9 @@ as a random-access source and what its ``DataInfo`` is. The generated tasks
 here (``builders``, ``synthetic``, ``listops``, ``pathfinder``); the Long Range Arena tasks
 with outside data are ``lra_text``, ``lra_image``, ``lra_retrieval`` and ``lra_pathfinder``
 (``lra``); the image datasets are ``cifar10``, ``cifar100``, ``mnist``, ``svhn_cropped``,
-``mnist_5k`` and ``digits`` (``images``). The sources grain reads are in ``sources``.
+``mnist_5k`` and ``digits`` (``images``); the text tasks read with a Hugging Face tokenizer
+are ``glue_sst2``, ``glue_mnli``, ``glue_qnli``, ``glue_qqp`` and the corpus ``wiki40b_en``
+(``text``). The sources grain reads are in ``sources``.
 
 Public API:
   ``load_split(data_config, split) -> (source, DataInfo)``: one split of the task named by

@@ -20,6 +20,12 @@ name                task type       data
 ``lra_image``       classification  tfds ``cifar10`` in gray (``lra``); pixel ids, 10 classes
 image datasets      classification  ``images``: tfds ``cifar10``, ``cifar100``, ``mnist``,
                                     ``svhn_cropped``; offline ``mnist_5k``, ``digits``
+``glue_sst2``       classification  tfds ``glue/sst2`` (``text``); tokenizer ids, 2 classes
+``glue_mnli``       classification  tfds ``glue/mnli``, sentence pairs; 3 classes
+``glue_qnli``       classification  tfds ``glue/qnli``, sentence pairs; 2 classes
+``glue_qqp``        classification  tfds ``glue/qqp``, sentence pairs; 2 classes
+``wiki40b_en``      lm              tfds ``wiki40b/en`` (``text``) tokenized and cut into
+                                    blocks; the corpus of DataMUX's retrieval warm-up
 ==================  ==============  =========================================================
 
 The synthetic splits (a few hundred KB) are read once into memory (``sources.in_memory``):
@@ -28,14 +34,17 @@ batches come 2.5x faster than with every example decoded on each read
 
 Examples (dicts of numpy arrays):
   lm: ``{"inputs", "targets": int32[L], "weights": float32[L]}`` (targets = inputs shifted
-  by one; train weights every position, test only the last, the answer);
+  by one; the synthetics' train splits weight every position, their test splits only the
+  last, the answer; wiki40b_en weights every position);
   classification: ``{"inputs": int32[L] (token ids, 0 = padding), "label": int32[]}``; the
-  image datasets' ``inputs`` are normalised ``float32[H, W, C]`` (``ImageDataInfo``);
+  image datasets' ``inputs`` are normalised ``float32[H, W, C]`` (``ImageDataInfo``); GLUE
+  adds ``"token_types": int32[L]`` (0 = first sentence, 1 = second);
   dual: ``{"inputs", "inputs2": int32[L], "label": int32[]}``.
 
 Splits: ``train`` / ``test`` for the synthetics and the image datasets (``validation`` too
 with ``data.validation_size > 0``), ``train`` / ``validation`` / ``test`` for the others
-(Text: validation = test, as in LRA).
+(Text: validation = test, as in LRA; GLUE: test = validation, as GLUE's test labels are
+hidden; ``glue_mnli`` also ``validation_mismatched``).
 
 ``data_config`` fields (``None``: the variant's or task's value):
   ``name``; ``data_dir``: tfds data dir (None: ``$TFDS_DATA_DIR`` or ~/tensorflow_datasets);
@@ -48,7 +57,10 @@ with ``data.validation_size > 0``), ``train`` / ``validation`` / ``test`` for th
   data: ``max_length`` for lra_text and lra_retrieval (None -> 4000; retrieval at most 4000)
   is the bytes kept per document and ``seq_len`` (None -> max_length, >= max_length) the
   padded length; ``seq_len`` of the pixel tasks (None -> 1024, >= 1024). ``validation_size``
-  and ``augment``: the image datasets (``images``).
+  and ``augment``: the image datasets (``images``). ``tokenizer``: the ``tokenizer.json`` of
+  the GLUE tasks and wiki40b_en (``text``; required), whose ``seq_len`` (None -> 128) is the
+  padded length (GLUE) or block length (wiki40b_en); wiki40b_en keeps the first
+  ``num_train`` / ``num_validation`` / ``num_test`` blocks of a split (None: all).
 """
 
 import dataclasses
@@ -61,6 +73,7 @@ from mimojax.data import listops
 from mimojax.data import lra
 from mimojax.data import pathfinder
 from mimojax.data import sources
+from mimojax.data import text
 from mimojax.data.info import DataInfo
 
 _PIXELS = lra.IMAGE_SIZE * lra.IMAGE_SIZE
@@ -153,6 +166,19 @@ def _load_tfds(data_config, split: str, *, dataset, view):
   return sources.MappedSource(raw, transform)
 
 
+def _load_corpus(data_config, split: str, *, dataset):
+  """The LM blocks of tfds's prepared text corpus ``dataset`` = (name, {split: tfds split
+  string}), the first ``data.num_<split>`` of them (None: all)."""
+  _check_no_variant(data_config)
+  text.load_tokenizer(data_config.name, data_config.tokenizer)  # checked before the data
+  name, splits = dataset
+  _check_split(data_config.name, split, splits)
+  raw = sources.tfds_split(data_config.name, name, splits[split], data_config.data_dir,
+                           text.CORPUS_HINT)
+  num_blocks = getattr(data_config, f"num_{split}")
+  return text.corpus_blocks(data_config.name, raw, data_config, split, num_blocks)
+
+
 def _load_image(data_config, split: str):
   _check_no_variant(data_config)
   return images.load_source(data_config, split)
@@ -176,6 +202,16 @@ def _ids_info(data_config, source, *, vocab_size, num_classes, view,
                   num_examples=len(source))
 
 
+def _tokenized_info(data_config, source, *, num_classes: int | None,
+                    task_type: str) -> DataInfo:
+  """Info of a task tokenized by ``data.tokenizer`` (``text``); ``num_classes`` None: one
+  class per token id (lm)."""
+  vocab_size = text.vocab_size(data_config.name, data_config.tokenizer)
+  return DataInfo(vocab_size=vocab_size, num_classes=num_classes or vocab_size,
+                  seq_len=text.seq_len(data_config), task_type=task_type,
+                  num_examples=len(source))
+
+
 def _built_lm(builder) -> Task:
   """An lm task of ``builder``, held in memory."""
   return Task(functools.partial(_load_in_memory, builder=builder),
@@ -194,6 +230,15 @@ def _from_tfds(dataset, view, **info) -> Task:
               functools.partial(_ids_info, view=view, **info))
 
 
+def _glue(task: str) -> Task:
+  """A GLUE task (``text.GLUE[task]``) read through the tokenizer."""
+  glue = text.GLUE[task]
+  return Task(functools.partial(_load_tfds, dataset=(glue.dataset, glue.splits),
+                                view=text.glue_view(task)),
+              functools.partial(_tokenized_info, num_classes=glue.num_classes,
+                                task_type="classification"))
+
+
 TASKS = {
     "assoc_recall": _built_lm(builders.AssocRecall),
     "induction_head": _built_lm(builders.InductionHead),
@@ -209,6 +254,9 @@ TASKS = {
     "lra_image": _from_tfds(lra.IMAGE_TFDS, _gray_image, vocab_size=lra.PIXEL_VOCAB_SIZE,
                             num_classes=10),
     **{name: Task(_load_image, images.split_info) for name in images.IMAGE_DATASETS},
+    **{name: _glue(name) for name in text.GLUE},
+    "wiki40b_en": Task(functools.partial(_load_corpus, dataset=text.CORPUS),
+                       functools.partial(_tokenized_info, num_classes=None, task_type="lm")),
 }
 # every data.name load_split accepts
 DATASETS = tuple(TASKS)

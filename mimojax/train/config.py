@@ -47,7 +47,9 @@ class DataConfig:
   validation_size: int = 0  # image tasks: the last k train examples form the validation split
   augment: bool = True  # image tasks: the dataset's training augmentation (flips, crops)
   normalise: bool = True  # image tasks: per-channel mean/std; False: pixels / 255 (DataMUX)
-  # Generated tasks: overrides of the variant's settings (None: the variant's value).
+  tokenizer: str | None = None  # text tasks (GLUE, wiki40b_en): a Hugging Face tokenizer.json
+  # Generated tasks: overrides of the variant's settings (None: the variant's value);
+  # num_*: also the blocks kept per split of wiki40b_en (None: all).
   vocab_size: int | None = None
   input_seq_len: int | None = None
   min_length: int | None = None
