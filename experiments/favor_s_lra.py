@@ -20,8 +20,8 @@ Paper rows (need an accelerator and, except ListOps, the downloaded data):
     python launch/sweep.py experiments/favor_s_lra.py --dry-run     # every row of Table 2
 
 Argument: `task=<listops|text|retrieval|image|pathfinder>,model=<transformer|performer|
-mimoformer>,n=<2|4>,variant=<att|att_mlp>,shape=<deep|wide|cpu>[,curriculum][,seeds=k]
-[,smoke]`. The paper's "N" is the grid side: n=2 is an M = 2 by N = 2 grid (four sequences
+mimoformer|datamux>,n=<2|4>,variant=<att|att_mlp>,shape=<deep|wide|cpu>[,curriculum]
+[,seeds=k][,smoke]`. The paper's "N" is the grid side: n=2 is an M = 2 by N = 2 grid (four sequences
 per attention call). `curriculum` trains the first part on the M/2 x N/2 sub-grid (the
 paper's "*"; fractions as the official configs: 0.15 ListOps, 0.1625 Text, 1/6 Retrieval
 and Pathfinder, 1/7 Image). `shape=cpu` is the small model on ListOps-L128 used for the CPU
@@ -82,7 +82,14 @@ TASKS = {
         mlp_dim=128, wide_heads=32, batch=256, steps=124800, warmup_steps=312,
         curriculum_fraction=1 / 6, head="classifier"),
 }
-MODELS = ("transformer", "performer", "mimoformer")
+MODELS = ("transformer", "performer", "mimoformer", "datamux")
+# DataMUX on ListOps (MIMONets Table A3, App. F): RoBERTa-shaped, 12 layers of 12 heads of
+# width 10 (E = 120), FFN 3072, batch 48, lr 2e-5, 20,000 steps after the retrieval warm-up.
+DATAMUX_LISTOPS = dict(layers=12, heads=12, head_dim=10, embed_dim=120, mlp_dim=3072, batch=48,
+                       learning_rate=2e-5, steps=20000)
+# Retrieval warm-up steps before the task: ~20k for N < 20 (the DataMUX maintainers,
+# princeton-nlp/DataMUX issue 2); the CPU shape scales it with its task steps.
+DATAMUX_WARMUP = {"deep": 20000, "cpu": 500}
 SHAPES = ("deep", "wide", "cpu")
 
 
@@ -92,7 +99,11 @@ def get_config(arg=None):
   args.shape = args.shape or ("cpu" if args.task == "listops" else "deep")
   base.check_allowed("task", args.task, TASKS)
   base.check_allowed("model", args.model, MODELS)
-  base.check_allowed("n", args.n, (2, 4))
+  base.check_allowed("n", args.n, (1, 2, 4) if args.model == "datamux" else (2, 4))
+  if args.model == "datamux" and (args.task, args.shape) not in (("listops", "deep"),
+                                                                  ("listops", "cpu")):
+    raise ValueError(f"model=datamux is defined for task=listops with shape=deep or cpu, got "
+                     f"task={args.task!r}, shape={args.shape!r}")
   base.check_allowed("variant", args.variant, ("att", "att_mlp"))
   base.check_allowed("shape", args.shape, SHAPES)
   if args.shape == "cpu" and args.task != "listops":
@@ -117,7 +128,7 @@ def get_config(arg=None):
                                                           task.mlp_dim)
   c.model.classifier_dim = task.mlp_dim
   c.model.attention = {"transformer": "softmax", "performer": "favor",
-                       "mimoformer": "favor_s"}[args.model]
+                       "mimoformer": "favor_s", "datamux": "softmax"}[args.model]
   if args.model == "mimoformer":
     c.mimo.m = c.mimo.n = args.n
     c.mimo.variant = args.variant
@@ -170,7 +181,35 @@ def get_config(arg=None):
     c.train.log_every_steps = 4
     c.eval.batch_size = 32
     c.eval.every_steps = c.checkpoint.every_steps = 4
+  if args.model == "datamux":
+    _datamux(c, args.n, args.shape, args.smoke)
   return c
+
+
+def _datamux(c, n: int, shape: str, smoke: bool) -> None:
+  """DataMUX on ListOps: the Table A3 model (shape=deep) or the CPU model's sizes (shape=cpu,
+  same optimiser and task steps as the other CPU rows), Gaussian Hadamard mux with the
+  warm-up's norm 20, index demux, RoBERTa's post-LN layers with exact GELU and no attention
+  mask (the official code's), the retrieval warm-up on the ListOps training sequences, then
+  the task steps with 0.9 task + 0.1 retrieval (princeton-nlp/DataMUX: run_glue.sh)."""
+  c.model.name = "datamux"
+  c.model.norm_position, c.model.activation = "post", "gelu_exact"
+  c.mimo.m, c.mimo.n = 1, n
+  c.mimo.mux, c.mimo.demux, c.mimo.mux_norm = "hadamard", "index", 20.0
+  c.mimo.task_weight, c.mimo.retrieval_weight = 0.9, 0.1
+  if shape == "deep":
+    d = DATAMUX_LISTOPS
+    c.model.num_layers, c.model.num_heads, c.model.head_dim = d["layers"], d["heads"], d["head_dim"]
+    c.model.embed_dim, c.model.mlp_dim = d["embed_dim"], d["mlp_dim"]
+    c.train.batch_size = d["batch"]
+    c.opt.learning_rate = d["learning_rate"]
+    c.opt.schedule, c.opt.warmup_fraction, c.opt.cycle_momentum = "warmup_linear", 0.0, False
+    c.opt.b1, c.opt.eps, c.opt.weight_decay = 0.9, 1e-8, 0.0  # Hugging Face Trainer AdamW
+  warmup = 2 if smoke else DATAMUX_WARMUP[shape]
+  c.train.num_steps += warmup
+  c.mimo.retrieval_fraction = warmup / c.train.num_steps
+  c.model.max_len += n + 1  # the index prefix
+  c.eval.batch_size = 48 if shape == "deep" else c.eval.batch_size
 
 
 def get_sweep():
