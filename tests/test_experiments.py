@@ -5,20 +5,39 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import favor_s_lra, mimoconv_cifar, mimoconv_mnist, synthetic
+from experiments import datamux_glue, favor_s_lra, mimoconv_cifar, mimoconv_mnist, synthetic
 from mimojax.data import DataInfo
 from mimojax.models import build_model
 from mimojax.train import config as config_lib
 
 LRA_ARGS = favor_s_lra.get_sweep() + [
     "", "smoke", "model=performer", "model=mimoformer,n=4,curriculum",
-    "model=mimoformer,n=4,variant=att_mlp", "model=mimoformer,n=2,variant=att_mlp,smoke"]
+    "model=mimoformer,n=4,variant=att_mlp", "model=mimoformer,n=2,variant=att_mlp,smoke",
+    "model=datamux", "model=datamux,n=4", "model=datamux,shape=deep", "model=datamux,smoke"]
 
 
 @pytest.mark.parametrize("arg", LRA_ARGS)
 def test_favor_s_lra_configs_validate(arg):
   config = config_lib.from_dict(favor_s_lra.get_config(arg or None))
   assert config_lib.total_steps(config, 10_000) == config.train.num_steps > 0
+
+
+@pytest.mark.parametrize("task", list(datamux_glue.TASKS))
+@pytest.mark.parametrize("n", datamux_glue.NS)
+@pytest.mark.parametrize("stage", ["warmup", "task"])
+def test_datamux_glue_configs_validate(task, n, stage):
+  config = config_lib.from_dict(
+      datamux_glue.get_config(f"task={task},n={n},stage={stage},tokenizer=t.json"))
+  assert config.train.batch_size == datamux_glue.batch_per_instance(n) * n
+  assert (config.mimo.task_weight, config.mimo.retrieval_weight) == (
+      (0.0, 1.0) if stage == "warmup" else (0.9, 0.1))
+
+
+def test_datamux_listops_adds_the_warm_up_to_the_task_steps():
+  config = config_lib.from_dict(favor_s_lra.get_config("model=datamux,shape=deep"))
+  assert config.train.num_steps == 40_000 and config.mimo.retrieval_fraction == 0.5
+  assert (config.model.num_layers, config.model.embed_dim, config.model.mlp_dim) == (12, 120,
+                                                                                    3072)
 
 
 @pytest.mark.parametrize("model", list(synthetic.MODELS))

@@ -249,7 +249,8 @@ def datamux(config, info) -> DataMux:
   model, mimo = config.model, config.mimo
   spec = AttentionSpec(
       num_heads=model.num_heads, head_dim=model.head_dim, attention="softmax",
-      attention_dropout=model.attention_dropout, causal=model.head == "lm", init=model.init,
+      attention_dropout=model.attention_dropout,
+      causal=model.head == "lm" and not model.bidirectional, init=model.init,
       residual_scale=1.0 / (2 * model.num_layers) ** 0.5)
   return DataMux(
       spec=spec,

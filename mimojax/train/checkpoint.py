@@ -88,6 +88,48 @@ def restore_latest(mngr: ocp.CheckpointManager, abstract_state, *, set_aside: bo
       + "; move the checkpoints directory away to start from scratch")
 
 
+def latest_variables(workdir: str) -> dict:
+  """``{"params": ..., "model_state": ...}`` (host numpy, leading seed axis) of the newest
+  checkpoint of the run in ``workdir``, read without knowing its model; ValueError when it has
+  none."""
+  mngr = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=("state", "data", "config"))
+  try:
+    step = mngr.latest_step()
+    if step is None:
+      raise ValueError(f"train.init_from={workdir!r} has no checkpoint in "
+                       f"{checkpoint_dir(workdir)}")
+    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+  finally:
+    mngr.close()
+  state = state["state"]
+  get = lambda name: state[name] if isinstance(state, dict) else getattr(state, name)
+  return jax.tree.map(np.asarray, {"params": get("params"), "model_state": get("model_state")})
+
+
+def transfer(state, source: dict):
+  """``state`` with every parameter and model constant that ``source`` (``latest_variables``)
+  holds under the same path with the same shape (a source with one seed serves every seed);
+  returns (state, names taken, names kept from ``state``)."""
+  flat_source = {jax.tree_util.keystr(p, simple=True, separator="/"): v for p, v in
+                 jax.tree_util.tree_leaves_with_path(source)}
+  taken, kept = [], []
+
+  def pick(path, leaf):
+    name = jax.tree_util.keystr(path, simple=True, separator="/")
+    value = flat_source.get(name)
+    if value is not None and value.shape[1:] == leaf.shape[1:] and value.shape[0] in (
+        1, leaf.shape[0]) and value.dtype == leaf.dtype:
+      taken.append(name)
+      value = np.broadcast_to(value, leaf.shape)
+      return jax.device_put(value, leaf.sharding)
+    kept.append(name)
+    return leaf
+
+  tree = jax.tree_util.tree_map_with_path(
+      pick, {"params": state.params, "model_state": state.model_state})
+  return state.replace(params=tree["params"], model_state=tree["model_state"]), taken, kept
+
+
 def _reason(error: BaseException) -> str:
   """`Type: first line of the message`, at most 200 characters."""
   text = str(error).split(" See full TensorStore details")[0]

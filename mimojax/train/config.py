@@ -101,6 +101,9 @@ class ModelConfig:
   # DataMUX Transformer (datamux): RoBERTa's post-LN layers or the pre-LN ones above.
   norm_position: str = "pre"  # pre | post
   mask_padding: bool = False  # datamux: mask padded keys (official code: no mask)
+  # datamux with head lm: bidirectional attention, for a retrieval-only warm-up run on a text
+  # corpus (mimo.task_weight = 0) whose encoder a classifier then starts from (train.init_from)
+  bidirectional: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -165,6 +168,7 @@ class TrainConfig:
   passes_per_epoch: int = 1  # data traversals per epoch (MIMOConv: N, App. E.1)
   mixup_alpha: float = 0.0  # image tasks: mixup Beta(alpha, alpha) before superposition; 0 off
   grad_skip_factor: float = 0.0  # skip batches with grad norm >= factor x last epoch's mean
+  init_from: str | None = None  # a workdir: start from its matching parameters and constants
   loss: str = "cross_entropy"  # cross_entropy | mse (one-vs-rest +-1 targets, DataMUX vision)
 
 
@@ -456,6 +460,10 @@ def _validate_datamux(model: ModelConfig, mimo: MimoConfig) -> None:
   choose("model.attention (DataMUX keeps softmax attention)", model.attention, ("softmax",))
   choose("mimo.demux", mimo.demux, DEMUXES)
   choose("model.norm_position", model.norm_position, NORM_POSITIONS)
+  if model.bidirectional and (model.head != "lm" or mimo.task_weight != 0):
+    raise ValueError("model.bidirectional=True needs model.head='lm' and mimo.task_weight=0 "
+                     "(a retrieval-only warm-up; next-token prediction must be causal); "
+                     "allowed otherwise: False")
   if model.mask_padding and model.head != "classifier":
     raise ValueError(f"model.mask_padding=True needs model.head='classifier' (token 0 is a "
                      f"real token of the {model.head!r} tasks); allowed otherwise: False")

@@ -282,6 +282,8 @@ def _train(config, workdir: str, allow_config_change: bool, stop: _StopOnSignal)
     state, data_state = restored
     iterator.set_state(data_state)
     log.info("resumed from step %d in %s", int(_to_host(state.step)[0]), workdir)
+  elif cfg.init_from:
+    state = _init_from(state, cfg.init_from)
   start = int(_to_host(state.step)[0])
 
   writer = metrics_lib.MetricWriter(workdir, trainer.total_steps, start)
@@ -317,6 +319,24 @@ def _train(config, workdir: str, allow_config_change: bool, stop: _StopOnSignal)
     mngr.wait_until_finished()
     mngr.close()
     writer.close()
+  return state
+
+
+def _init_from(state, source_workdir: str):
+  """`state` with the parameters and constants of the run in `source_workdir` that match
+  by path and shape (e.g. the encoder and mux of a DataMUX retrieval warm-up on a text
+  corpus, before the task fine-tuning; princeton-nlp/DataMUX: run_glue.sh --model_path).
+  The optimiser state starts afresh (its moments do not depend on the parameters' values)."""
+  try:
+    source = checkpoint.latest_variables(source_workdir)
+  except ValueError as e:
+    raise ConfigError(str(e)) from e
+  state, taken, kept = checkpoint.transfer(state, source)
+  if not taken:
+    raise ConfigError(f"train.init_from={source_workdir!r}: no parameter matches this model "
+                      "by path and shape")
+  log.info("initialised %d arrays from %s; %d start fresh: %s", len(taken), source_workdir,
+           len(kept), ", ".join(kept[:8]) + (" ..." if len(kept) > 8 else ""))
   return state
 
 

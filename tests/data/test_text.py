@@ -15,7 +15,7 @@ from tokenizers import normalizers
 from tokenizers import pre_tokenizers
 from tokenizers import processors
 
-from experiments import favor_s_lra
+from experiments import datamux_glue
 from mimojax.data import DataInfo
 from mimojax.data import load_split
 from mimojax.data import sources
@@ -311,18 +311,23 @@ def test_real_minilm_tokenizer():
 # ------------------------------------------------------------------ through training
 
 
-@pytest.mark.parametrize("task, head", [("glue_sst2", "classifier"), ("wiki40b_en", "lm")])
-def test_text_tasks_train_under_mock_data(tokenizer_json, tmp_path, task, head):
-  config = favor_s_lra.get_config("task=text,model=transformer,smoke")
-  config.data.name, config.data.tokenizer, config.data.seq_len = task, tokenizer_json, 16
-  config.data.max_length = None
-  config.data.data_dir = str(tmp_path / "data")
-  config.model.head = head
-  config.eval.splits = ("test",)
-  with tfds.testing.mock_data(num_examples=64):
-    state = loop.train_and_evaluate(config, str(tmp_path / "run"))
-  with open(tmp_path / "run" / "metrics.jsonl") as f:
-    rows = [json.loads(line) for line in f]
-  assert {r["step"] for r in rows if r["split"] == "test"} == {4, 8}
-  assert int(np.asarray(state.step)[0]) == 8
-  assert all(np.isfinite(r["loss"]) and 0 <= r["accuracy"] <= 1 for r in rows)
+def test_datamux_glue_warm_up_then_task_under_mock_data(tokenizer_json, tmp_path):
+  """experiments/datamux_glue.py: the retrieval warm-up on the corpus, then SST-2 starting
+  from the warm-up's encoder and mux vectors."""
+  runs = {}
+  for stage, extra in (("warmup", {}), ("task", {"init_from": str(tmp_path / "warmup")})):
+    config = datamux_glue.get_config(f"task=sst2,n=2,stage={stage},warmup=none,"
+                                     f"tokenizer={tokenizer_json},smoke")
+    config.data.data_dir = str(tmp_path / "data")
+    config.train.update(extra)
+    with tfds.testing.mock_data(num_examples=64):
+      runs[stage] = loop.train_and_evaluate(config, str(tmp_path / stage))
+    with open(tmp_path / stage / "metrics.jsonl") as f:
+      rows = [json.loads(line) for line in f]
+    assert {r["step"] for r in rows if r["split"] == "validation"} == {3, 6}
+    assert all(np.isfinite(r["loss"]) for r in rows)
+  warm_rows = [json.loads(line) for line in open(tmp_path / "warmup" / "metrics.jsonl")]
+  assert all("retrieval" in r for r in warm_rows if r["split"] == "train")
+  np.testing.assert_array_equal(  # frozen mux vectors: the warm-up's, unchanged
+      runs["task"].model_state["constants"]["mux"]["weights"],
+      runs["warmup"].model_state["constants"]["mux"]["weights"])
