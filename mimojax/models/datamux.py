@@ -38,6 +38,7 @@ from mimojax.nn.attention import LOSSES
 from mimojax.nn.attention import AttentionSpec
 from mimojax.nn.attention import check_group
 from mimojax.nn.attention import dense
+from mimojax.nn.blocks import LAYER_NORM_EPS
 from mimojax.nn.blocks import MLP_ACTIVATIONS
 from mimojax.nn.blocks import Embed
 from mimojax.nn.blocks import EncoderBlock
@@ -120,7 +121,7 @@ class InstanceHeads(nn.Module):
     y = _gelu(y + expand(bias))
     mean = jnp.mean(y, axis=-1, keepdims=True)
     var = jnp.var(y, axis=-1, keepdims=True)
-    y = (y - mean) * jax.lax.rsqrt(var + 1e-5)
+    y = (y - mean) * jax.lax.rsqrt(var + LAYER_NORM_EPS)
     return y * expand(scale) + expand(offset)
 
 

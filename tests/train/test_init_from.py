@@ -22,6 +22,8 @@ def test_fine_tuning_starts_from_the_warm_up_run(tmp_path):
   warm.model.update(dict(num_layers=1, num_heads=2, head_dim=16, embed_dim=32, mlp_dim=32,
                          init="torch", tie_embeddings=False))
   warm.mimo.retrieval_fraction, warm.mimo.task_weight = 0.5, 0.9
+  warm.train.update(dict(num_steps=2, log_every_steps=2))
+  warm.eval.every_steps = warm.checkpoint.every_steps = 2
   warm_state = loop.train_and_evaluate(warm, str(tmp_path / "warm"))
 
   tune = favor_s_lra.get_config("model=datamux,smoke")
