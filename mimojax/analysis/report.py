@@ -15,7 +15,8 @@ HazyResearch/safari `configs/experiment/synthetics/`); the step column then read
 `best of <k>`, and the JSON rows hold each seed's step. `--x=a.b`
 adds the config value a.b as a column; with `--plot` the rows become a line plot of the
 metric against it (error bars: std over seeds; needs matplotlib, `pip install -e
-".[plot]"`). `--json` writes the rows.
+".[plot]"`), one line per value of `--series=c.d` (e.g. `model.name`, to set DataMUX beside
+MIMOConv as paper Figure 4 does). `--json` writes the rows.
 """
 
 from __future__ import annotations
@@ -81,14 +82,22 @@ def table(rows: list[dict], x: str | None, metric: str) -> str:
   return "\n".join(lines)
 
 
-def plot(rows: list[dict], x: str, metric: str, path: str, title: str | None) -> None:
+def plot(rows: list[dict], x: str, metric: str, path: str, title: str | None,
+         series: str | None = None) -> None:
+  """A line of the metric against config field `x` (categorical axis), one per value of the
+  config field `series` (one line when None), saved to `path`; returns the figure."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  points = sorted((config_value(r["config"], x), 100 * r["mean"], 100 * r["std"]) for r in rows)
-  xs, ys, es = zip(*points)
+  xs = sorted({config_value(r["config"], x) for r in rows})
+  label = lambda r: str(config_value(r["config"], series)) if series else None
   fig, ax = plt.subplots(figsize=(5, 3.5))
-  ax.errorbar(range(len(xs)), ys, yerr=es, marker="o", capsize=3)
+  for name in sorted({label(r) for r in rows}, key=str):
+    points = sorted((xs.index(config_value(r["config"], x)), 100 * r["mean"], 100 * r["std"])
+                    for r in rows if label(r) == name)
+    ax.errorbar(*zip(*points), marker="o", capsize=3, label=name)
+  if series:
+    ax.legend(title=series)
   ax.set_xticks(range(len(xs)), [str(v) for v in xs])
   ax.set_xlabel(x)
   ax.set_ylabel(f"{metric} (%)")
@@ -98,6 +107,7 @@ def plot(rows: list[dict], x: str, metric: str, path: str, title: str | None) ->
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=120)
+  return fig
 
 
 def main(argv=None) -> int:
@@ -107,6 +117,7 @@ def main(argv=None) -> int:
   parser.add_argument("--metric", default="accuracy")
   parser.add_argument("--x", help="config field shown as a column and used as the plot's x")
   parser.add_argument("--plot", help="PNG path (needs --x)")
+  parser.add_argument("--series", help="config field: one plotted line per value")
   parser.add_argument("--title")
   parser.add_argument("--best", action="store_true",
                       help="each seed's best value over all evaluations, not the last")
@@ -118,7 +129,7 @@ def main(argv=None) -> int:
     rows = [final_row(w, args.split, args.metric, args.best) for w in args.workdirs]
     print(table(rows, args.x, args.metric))
     if args.plot:
-      plot(rows, args.x, args.metric, args.plot, args.title)
+      plot(rows, args.x, args.metric, args.plot, args.title, args.series)
     if args.json:
       output.write_json(args.json, [{k: v for k, v in r.items() if k != "config"} for r in rows])
   except ValueError as e:

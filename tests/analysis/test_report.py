@@ -8,10 +8,10 @@ import pytest
 from mimojax.analysis import report
 
 
-def make_run(path, n, per_seed):
+def make_run(path, n, per_seed, model="mimoconv"):
   os.makedirs(path)
   with open(path / "config.json", "w") as f:
-    json.dump({"mimo": {"n": n}}, f)
+    json.dump({"mimo": {"n": n}, "model": {"name": model}}, f)
   mean = sum(per_seed) / len(per_seed)
   std = (sum((v - mean) ** 2 for v in per_seed) / len(per_seed)) ** 0.5
   rows = [{"step": 5, "split": "test", "accuracy": 0.1, "accuracy_per_seed": [0.1] * 3},
@@ -40,6 +40,20 @@ def test_table_plot_and_json(tmp_path, capsys):
   assert [r["mean"] for r in json.loads(out.read_text())] == pytest.approx([0.85, 0.97])
   if argv[-1].startswith("--plot"):
     assert os.path.getsize(tmp_path / "fig" / "acc.png") > 1000
+
+
+def test_series_plot_draws_one_line_per_model(tmp_path):
+  pytest.importorskip("matplotlib")
+  for model, values in (("mimoconv", (0.97, 0.85)), ("datamux_cnn", (0.98, 0.6))):
+    for n, value in zip((1, 4), values):
+      make_run(tmp_path / f"{model}-{n}", n, [value])
+  rows = [report.final_row(str(tmp_path / d), "test", "accuracy")
+          for d in sorted(os.listdir(tmp_path))]
+  fig = report.plot(rows, "mimo.n", "accuracy", str(tmp_path / "f.png"), None, "model.name")
+  lines = {line.get_label(): line.get_ydata().tolist() for line in fig.axes[0].get_lines()
+           if not line.get_label().startswith("_")}
+  assert lines == {"datamux_cnn": pytest.approx([98.0, 60.0]),
+                   "mimoconv": pytest.approx([97.0, 85.0])}
 
 
 def test_errors_are_one_line(tmp_path, capsys):
