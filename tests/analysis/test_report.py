@@ -50,8 +50,8 @@ def test_series_plot_draws_one_line_per_model(tmp_path):
   rows = [report.final_row(str(tmp_path / d), "test", "accuracy")
           for d in sorted(os.listdir(tmp_path))]
   fig = report.plot(rows, "mimo.n", "accuracy", str(tmp_path / "f.png"), None, "model.name")
-  lines = {line.get_label(): line.get_ydata().tolist() for line in fig.axes[0].get_lines()
-           if not line.get_label().startswith("_")}
+  lines = {bars.get_label(): bars.lines[0].get_ydata().tolist()
+           for bars in fig.axes[0].containers}
   assert lines == {"datamux_cnn": pytest.approx([98.0, 60.0]),
                    "mimoconv": pytest.approx([97.0, 85.0])}
 
