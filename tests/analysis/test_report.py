@@ -46,7 +46,7 @@ def test_series_plot_draws_one_line_per_model(tmp_path):
   pytest.importorskip("matplotlib")
   for model, values in (("mimoconv", (0.97, 0.85)), ("datamux_cnn", (0.98, 0.6))):
     for n, value in zip((1, 4), values):
-      make_run(tmp_path / f"{model}-{n}", n, [value])
+      make_run(tmp_path / f"{model}-{n}", n, [value], model)
   rows = [report.final_row(str(tmp_path / d), "test", "accuracy")
           for d in sorted(os.listdir(tmp_path))]
   fig = report.plot(rows, "mimo.n", "accuracy", str(tmp_path / "f.png"), None, "model.name")
