@@ -3,19 +3,19 @@
 Every array in `TrainState` carries a leading seed axis when it goes through
 `seed_vmap` (see `mimojax.train.loop`); the functions here see one model.
 
-The training objective is the task loss (``train.loss``: cross-entropy, or DataMUX's MSE on
+The training objective is the task loss (`train.loss`: cross-entropy, or DataMUX's MSE on
 one-vs-rest +-1 targets; with mixup, the lam-weighted pair of paper App. E.1) times the
-phase's ``task_weight`` (0 in DataMUX's retrieval warm-up), plus `model.regularization_loss(params, model_state)`
-for models that define it (MIMOConv / WideIsoNet: gamma * isometry + mu * key penalty, App.
-B.2-B.3), plus every weighted term a module sows into the "losses" collection in the
-training forward pass (FAVOR+S: `mimo.mass_balance`; DataMUX: the weighted retrieval loss),
-each also reported under its sown name. A batch is skipped -- parameters,
-optimiser moments and BatchNorm statistics unchanged, the learning-rate schedule still
-advanced as torch's `scheduler.step()` is -- when its loss, gradient norm or a loss weight
-is NaN/Inf (a NaN weight would otherwise mask its position to a zero loss), or,
-with `grad_skip_factor > 0`, when its gradient norm reaches `grad_skip_factor` times the
-mean gradient norm of the previous epoch's accepted batches (App. E.1; no limit in the
-first epoch).
+phase's `task_weight` (0 in DataMUX's retrieval warm-up), plus
+`model.regularization_loss(params, model_state)` for models that define it (MIMOConv /
+WideIsoNet: gamma * isometry + mu * key penalty, App. B.2-B.3), plus every weighted term a
+module sows into the "losses" collection in the training forward pass (FAVOR+S:
+`mimo.mass_balance`; DataMUX: the weighted retrieval loss), each also reported under its
+sown name. A batch is skipped -- parameters, optimiser moments and BatchNorm statistics
+unchanged, the learning-rate schedule still advanced as torch's `scheduler.step()` is --
+when its loss, gradient norm or a loss weight is NaN/Inf (a NaN weight would otherwise mask
+its position to a zero loss), or, with `grad_skip_factor > 0`, when its gradient norm
+reaches `grad_skip_factor` times the mean gradient norm of the previous epoch's accepted
+batches (App. E.1; no limit in the first epoch).
 """
 
 from __future__ import annotations
@@ -119,7 +119,6 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
   """
   regularized = hasattr(model, "regularization_loss")
   task_loss = TASK_LOSSES[loss]
-  sown_names = []  # filled while loss_fn is traced with the names of sown loss terms
 
   def loss_fn(params, model_state, batch, rng):
     targets, weights = targets_and_weights(batch, task_type)
@@ -135,7 +134,6 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
         rngs={"dropout": dropout_rng, "features": features_rng}, mutable=mutable)
     updates = dict(updates)
     terms = _sown_terms(updates.pop(LOSSES, {}))
-    sown_names[:] = sorted(terms)
     task = task_loss(logits, targets, weights)
     acc = ops.accuracy(logits, targets, weights)
     if mixup_alpha > 0:
@@ -172,7 +170,7 @@ def make_train_step(model: nn.Module, tx: optax.GradientTransformation, task_typ
     metrics = {"loss": loss, "accuracy": acc, "grad_norm": grad_norm,
                "skipped": nonfinite.astype(jnp.float32),
                "skipped_grad_norm": (finite & ~accept).astype(jnp.float32)}
-    if regularized or sown_names:
+    if regularized or terms:
       metrics["regularization"] = reg
     metrics.update(terms)
     return state, metrics
