@@ -64,3 +64,12 @@ def test_eval_phases_name_every_extra_accuracy():
       "accuracy/inputs_per_pass=2": Phase(inputs_per_pass=2)}
   config, s = _schedule(10)
   assert phases.eval_phases(config, s) == {}
+
+
+def test_datamux_retrieval_warm_up_then_task_with_auxiliary_retrieval():
+  _, s = _schedule(8, model__name="datamux", mimo__n=2, mimo__retrieval_fraction=0.25,
+                   mimo__task_weight=0.9, mimo__retrieval_weight=0.1)
+  warm, tune = Phase(task_weight=0.0, retrieval_weight=1.0), Phase(task_weight=0.9,
+                                                                   retrieval_weight=0.1)
+  assert [phases.phase_at(s, i) for i in range(8)] == [warm] * 2 + [tune] * 6
+  assert [phases.run_length(s, i, 4) for i in (0, 1, 2)] == [2, 1, 4]
