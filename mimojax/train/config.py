@@ -459,6 +459,7 @@ def _validate_datamux(model: ModelConfig, mimo: MimoConfig) -> None:
     return
   choose("model.attention (DataMUX keeps softmax attention)", model.attention, ("softmax",))
   choose("mimo.demux", mimo.demux, DEMUXES)
+  choose("model.head", model.head, ("classifier", "lm"))
   choose("model.norm_position", model.norm_position, NORM_POSITIONS)
   if model.bidirectional and (model.head != "lm" or mimo.task_weight != 0):
     raise ValueError("model.bidirectional=True needs model.head='lm' and mimo.task_weight=0 "

@@ -195,6 +195,7 @@ def test_partial_group_raises():
     ("model.attention", "favor", "model.attention"),
     ("model.norm_position", "middle", "model.norm_position"),
     ("mimo.mux_norm", 0.0, "mimo.mux_norm"),
+    ("model.head", "dual", "model.head"),
 ])
 def test_config_rules(field, value, match):
   c = _config()
