@@ -68,7 +68,8 @@ class Predictor:
       raise ValueError("model.bn_eval_batch_stats=True normalises with the statistics of each "
                        "call's batch: an input's output would depend on the other inputs")
     self.batch_size = batch_size
-    self.variables = jax.device_put(variables)
+    self.variables = jax.device_put({"params": variables["params"],
+                                     **variables["model_state"]})
     self._compiled = {}
 
   @classmethod

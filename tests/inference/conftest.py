@@ -10,10 +10,13 @@ from mimojax.train import loop
 
 @pytest.fixture(scope="session")
 def mimoconv_run(tmp_path_factory):
-  """MIMOConv-10-1, N = 4, dynamic (slow-mode batches, modes 4, 2, 1): 6 steps, evaluated
-  and saved at steps 3 and 6."""
+  """MIMOConv-10-1, N = 4, modes 4, 2, 1 evaluated (without slow-mode batches: one train step
+  to compile): 6 steps, evaluated on a 64-image validation split and saved at steps 3 and 6."""
   workdir = str(tmp_path_factory.mktemp("mimoconv"))
-  loop.train_and_evaluate(mimoconv_mnist.get_config("n=4,dynamic,smoke"), workdir)
+  config = mimoconv_mnist.get_config("n=4,dynamic,smoke")
+  config.mimo.slow_fraction = 0.0
+  config.data.validation_size, config.eval.splits = 64, ("validation",)
+  loop.train_and_evaluate(config, workdir)
   return workdir
 
 

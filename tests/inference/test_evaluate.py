@@ -13,7 +13,7 @@ from mimojax.inference import evaluate, restore
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
-def read_metrics(workdir, split="test"):
+def read_metrics(workdir, split):
   with open(os.path.join(workdir, "metrics.jsonl")) as f:
     return [r for r in map(json.loads, f) if r["split"] == split]
 
@@ -24,8 +24,8 @@ def by_mode(result):
 
 def test_mimoconv_dynamic_modes_reproduce_the_logged_accuracies(mimoconv_run):
   result = evaluate.evaluate(restore.load(mimoconv_run), rounds=1)
-  logged = read_metrics(mimoconv_run)[-1]
-  assert (result["step"], result["split"], result["seeds"]) == (logged["step"], "test", 1)
+  logged = read_metrics(mimoconv_run, "validation")[-1]
+  assert (result["step"], result["split"], result["seeds"]) == (logged["step"], "validation", 1)
   rows = by_mode(result)
   assert list(rows) == ["inputs_per_pass=4", "inputs_per_pass=2", "inputs_per_pass=1"]
   assert rows["inputs_per_pass=4"]["accuracy"] == logged["accuracy"]
@@ -34,7 +34,8 @@ def test_mimoconv_dynamic_modes_reproduce_the_logged_accuracies(mimoconv_run):
     assert rows[f"inputs_per_pass={n}"]["accuracy"] == logged[f"accuracy/inputs_per_pass={n}"]
   assert all(row["examples_per_s"] > 0 for row in rows.values())
   path = evaluate.write(result)
-  assert path == os.path.join(mimoconv_run, "evaluation", f"test-step{logged['step']}.json")
+  assert path == os.path.join(mimoconv_run, "evaluation",
+                              f"validation-step{logged['step']}.json")
   with open(path) as f:
     assert json.load(f) == result
   assert evaluate.table(result).count("\n") == 4  # header, rule, three modes
@@ -43,13 +44,13 @@ def test_mimoconv_dynamic_modes_reproduce_the_logged_accuracies(mimoconv_run):
 def test_an_earlier_step_reproduces_its_own_log_line(mimoconv_run):
   run = restore.load(mimoconv_run, step=3)
   result = evaluate.evaluate(run, names=["inputs_per_pass=2"], rounds=1)
-  logged = next(r for r in read_metrics(mimoconv_run) if r["step"] == 3)
+  logged = next(r for r in read_metrics(mimoconv_run, "validation") if r["step"] == 3)
   assert by_mode(result)["inputs_per_pass=2"]["accuracy"] == logged["accuracy/inputs_per_pass=2"]
 
 
 def test_mimoformer_grid_and_subgrid_reproduce_the_logged_test_accuracy(mimoformer_run):
   result = evaluate.evaluate(restore.load(mimoformer_run), rounds=1)
-  logged = read_metrics(mimoformer_run)[-1]
+  logged = read_metrics(mimoformer_run, "test")[-1]
   rows = by_mode(result)
   assert list(rows) == ["grid=2x2", "subgrid=1x1"]
   assert rows["grid=2x2"]["accuracy"] == logged["accuracy"]
@@ -65,7 +66,7 @@ def test_cli_prints_the_table_and_writes_json(mimoconv_run):
   proc = cli(f"--workdir={mimoconv_run}", "--modes=inputs_per_pass=1", "--rounds=1")
   assert proc.returncode == 0, proc.stderr[-2000:]
   assert "| inputs_per_pass=1 | 1 |" in proc.stdout
-  assert os.path.isfile(os.path.join(mimoconv_run, "evaluation", "test-step6.json"))
+  assert os.path.isfile(os.path.join(mimoconv_run, "evaluation", "validation-step6.json"))
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -79,3 +80,11 @@ def test_cli_errors_are_one_line(mimoconv_run, tmp_path, flags, message):
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and lines[0].startswith("mimojax: invalid"), proc.stderr[-2000:]
   assert message in lines[0]
+
+
+def test_bad_step_and_batch_size_are_one_line_errors(mimoconv_run):
+  with pytest.raises(ValueError, match=r"--step=5 is not a checkpoint of .*; allowed: \[3, 6\]"):
+    restore.load(mimoconv_run, 5)
+  with pytest.raises(ValueError, match="eval.batch_size=3 must be divisible") as err:
+    evaluate.evaluate(restore.load(mimoconv_run), batch_size=3)
+  assert "\n" not in str(err.value)
