@@ -100,8 +100,8 @@ def main(argv=None):
   p = common.parser(__doc__)
   p.add_argument("--workdir", required=True, help="a dynamic MIMOConv run (see above)")
   p.add_argument("--batch_size", type=int, default=64, help="images per compiled call")
-  p.add_argument("--rounds", type=int, default=30, help="timing rounds per mode (median)")
-  p.add_argument("--requests", type=int, default=3000, help="requests per stream")
+  p.add_argument("--rounds", type=int, default=20, help="timing rounds per mode (median)")
+  p.add_argument("--requests", type=int, default=2000, help="requests per stream")
   p.add_argument("--loads", default="0.5,0.9,1.1,1.3,1.7",
                  help="arrival rates as multiples of the N = 1 capacity")
   p.add_argument("--target_calls", type=float, default=3.0,
