@@ -1,4 +1,5 @@
-"""Imports flow one way: ops -> nn -> models -> train -> analysis -> main; data beside."""
+"""Imports flow one way: ops -> nn -> models -> train -> inference / analysis -> main,
+evaluate; data beside."""
 
 import ast
 import pathlib
@@ -15,7 +16,9 @@ ALLOWED = {
     "configs": {"train"},
     "train": {"ops", "nn", "models", "data"},
     "analysis": {"ops", "nn", "models", "train", "data"},
+    "inference": {"ops", "nn", "models", "train", "data"},
     "main": {"train"},
+    "evaluate": {"inference", "train"},
 }
 THIRD_PARTY_BANNED = {"ops": {"flax", "optax", "orbax", "tensorflow_datasets", "grain"},
                       "data": {"jax", "flax"}}

@@ -126,9 +126,11 @@ class InstanceHeads(nn.Module):
 
 
 class DataMux(nn.Module):
-  """The DataMUX Transformer (module doc): ``__call__(inputs, *, train)``, inputs (B, L) token
-  ids with B = G*N (instance i of group g is row g*N + i) -> logits (B, classes) or
-  (B, L, vocab) in input row order."""
+  """The DataMUX Transformer (module doc): ``__call__(inputs, *, train, valid=None)``, inputs
+  (B, L) token ids with B = G*N (instance i of group g is row g*N + i) -> logits (B, classes)
+  or (B, L, vocab) in input row order. ``valid`` (B,) bool, optional: an instance marked
+  False (a filler of a partly filled group) is zeroed before the mux and left out of the
+  padding mask, so the real instances' outputs do not depend on it."""
 
   spec: AttentionSpec
   vocab_size: int
@@ -158,13 +160,16 @@ class DataMux(nn.Module):
       return ops.index_prefix(ids, self.n, self.vocab_size)
     return jnp.concatenate([jnp.full_like(ids[:, :1], self.vocab_size), ids], axis=1)
 
-  def _encode(self, ids, *, train: bool):
+  def _encode(self, ids, *, train: bool, valid=None):
     """(B, L') ids with the prefix -> (G, L', E) multiplexed and encoded rows."""
     post = self.norm_position == "post"
     x = Embed(self.vocab_size + self.n + 2, self.embed_dim, self.max_len,
               0.0 if post else self.embed_dropout, name="embed")(ids, train=train)
     if post:  # RoBERTa embeddings: LN then dropout
       x = nn.Dropout(self.embed_dropout, deterministic=not train)(layer_norm("norm_embed")(x))
+    if valid is not None:
+      x = x * valid.astype(x.dtype)[:, None, None]
+      ids = ids * valid.astype(ids.dtype)[:, None]
     x = x.reshape((-1, self.n) + x.shape[1:])
     x = Multiplexer(self.mux, self.mux_norm, self.mux_overlap, self.learn_mux, name="mux")(x)
     mask = None
@@ -220,12 +225,12 @@ class DataMux(nn.Module):
     return ops.cross_entropy(logits, targets, weights)
 
   @nn.compact
-  def __call__(self, inputs, *, train: bool):
+  def __call__(self, inputs, *, train: bool, valid=None):
     if inputs.ndim != 2:
       raise ValueError(f"inputs must be (B, L) token ids, got shape {inputs.shape}")
     check_group(inputs.shape[0], 1, self.n)
     start = prefix_length(self.demux, self.n)
-    h = self._encode(self._with_prefix(inputs), train=train)
+    h = self._encode(self._with_prefix(inputs), train=train, valid=valid)
     z = self._demux(h, start, train=train)
     if self.retrieval and (self.is_initializing() or train and self.phase.retrieval_weight > 0):
       loss = self._retrieval(h, inputs, start, train=train)

@@ -43,7 +43,9 @@ class Encoder(nn.Module):
   """Embeddings, ``num_layers`` pre-LN layers and the final LN: tokens (B, L) -> (B, L', E).
 
   Returns ``(x, mask)``; ``mask`` is (B, L') with True = real token (None for the LM);
-  with a CLS token L' = L + 1 and position 0 is CLS.
+  with a CLS token L' = L + 1 and position 0 is CLS. ``valid`` (B,) bool, optional: a row
+  marked False (a filler of a partly filled group) is all padding and its residual stream is
+  zeroed at every layer's input, so that with FAVOR+S it adds nothing to any bundle.
   """
 
   spec: AttentionSpec
@@ -60,14 +62,20 @@ class Encoder(nn.Module):
   activation: str = "relu"
 
   @nn.compact
-  def __call__(self, tokens, *, train: bool):
+  def __call__(self, tokens, *, train: bool, valid=None):
     mask = tokens != 0 if self.use_mask else None
     x = Embed(self.vocab_size, self.embed_dim, self.max_len, self.embed_dropout,
               cls_token=self.cls_token, name="embed")(tokens, train=train)
     if self.cls_token and mask is not None:
       mask = jnp.concatenate([jnp.ones_like(mask[:, :1]), mask], axis=1)
+    if valid is not None:
+      if mask is None:
+        raise ValueError("valid needs a padding mask: model.head 'classifier' or 'dual'")
+      mask = mask & valid[:, None]
     block = SuperposedEncoderBlock if self.variant == "att_mlp" else EncoderBlock
     for i in range(self.num_layers):
+      if valid is not None:
+        x = x * valid.astype(x.dtype)[:, None, None]
       x = block(self.spec, self.mlp_dim, self.dropout, activation=self.activation,
                 name=f"layer_{i}")(x, mask, train=train)
     return layer_norm("norm")(x), mask
@@ -85,10 +93,11 @@ def pool(x, mask, pooling: str):
 
 
 class Transformer(nn.Module):
-  """The network; ``__call__(inputs, *, train, inputs2=None)`` -> logits.
+  """The network; ``__call__(inputs, *, train, inputs2=None, valid=None)`` -> logits.
 
   ``inputs`` int (B, L); B must be a multiple of the superposition group M*N (of the
-  warm-up sub-grid in a ``phase.subgrid``). ``phase`` (``models.Phase``) selects the App. F.1
+  warm-up sub-grid in a ``phase.subgrid``); ``valid`` (B,) bool marks the real rows of
+  partly filled groups (``Encoder``). ``phase`` (``models.Phase``) selects the App. F.1
   warm-up sub-grid and the exact kernel: ``model.clone(phase=p)`` runs the same parameters
   and constants as phase ``p`` does.
   """
@@ -133,7 +142,7 @@ class Transformer(nn.Module):
     return torch_linear(self.num_classes, self.classifier_dim, name=f"{name}_out")(h)
 
   @nn.compact
-  def __call__(self, inputs, *, train: bool, inputs2=None):
+  def __call__(self, inputs, *, train: bool, inputs2=None, valid=None):
     spec = self.layer_spec()
     self._check(inputs, inputs2, spec)
     encoder = Encoder(
@@ -141,7 +150,7 @@ class Transformer(nn.Module):
         self.max_len, self.dropout, self.embed_dropout, variant=self.variant,
         cls_token=self.head != "lm" and self.pooling == "cls", use_mask=self.head != "lm",
         activation=self.activation, name="encoder")
-    x, mask = encoder(inputs, train=train)
+    x, mask = encoder(inputs, train=train, valid=valid)
     if self.head == "lm" and self.tie_embeddings:
       return x @ self.variables["params"]["encoder"]["embed"]["token"]["embedding"].T
     if self.head == "lm":
@@ -149,7 +158,7 @@ class Transformer(nn.Module):
     x0 = pool(x, mask, self.pooling)
     if self.head == "classifier":
       return self._classify(x0, name="classifier")
-    x1 = pool(*encoder(inputs2, train=train), self.pooling)
+    x1 = pool(*encoder(inputs2, train=train, valid=valid), self.pooling)
     return self._classify(jnp.concatenate([x0, x1, x0 * x1, x0 - x1], axis=-1),
                           name="classifier")
 

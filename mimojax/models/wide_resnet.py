@@ -169,6 +169,9 @@ class MIMOConv(_WideBase):
   dynamic inference: n images share a pass, each fills N/n channels, and the N/n replica
   outputs are averaged. n must divide N, and the batch must divide by n.
   ``model.clone(phase=Phase(inputs_per_pass=1))`` is the slow mode of dynamic training.
+  ``valid`` (B,) bool, optional: an input marked False (a filler of a partly filled group)
+  has its stem features zeroed before binding, so it adds nothing to the superposition and
+  the real inputs' outputs do not depend on it (``mimojax.inference.Predictor``).
   """
 
   num_channels: int = 1
@@ -188,13 +191,16 @@ class MIMOConv(_WideBase):
     return n
 
   @nn.compact
-  def __call__(self, inputs, *, train: bool, inputs_per_pass: int | None = None):
+  def __call__(self, inputs, *, train: bool, inputs_per_pass: int | None = None,
+               valid=None):
     self._check(inputs)
     n = self.resolve_inputs_per_pass(inputs_per_pass)
     if inputs.shape[0] % n:
       raise ValueError(f"batch size {inputs.shape[0]} is not divisible by inputs_per_pass = {n}")
     norm = self._norm_mode(train)
     x = self._stem(inputs, norm)  # every image separately: (B, H, W, C0)
+    if valid is not None:
+      x = x * valid.astype(x.dtype)[:, None, None, None]
     x = ops.assign_channels(x, self.num_channels, n)  # (B/n, N, H, W, C0)
     x = PWHRRBind(self.num_channels, self.key_init, self.trainable_keys, name="bind")(x)
     x = ops.superpose(x, axis=1)  # (B/n, H, W, C0)

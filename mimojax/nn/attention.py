@@ -310,6 +310,10 @@ class MultiHeadAttention(nn.Module):
     split = lambda y: y.reshape(y.shape[:-1] + (spec.num_heads, spec.head_dim))
     project = lambda name: split(dense(heads, x.shape[-1], spec.init, name=name)(x))
     q, k, v = project("query"), project("key"), project("value")
+    if spec.attention == "favor_s" and mask is not None:
+      # a row with no real token (a filler) adds no query to its bundle; rows with a real
+      # token keep their padded queries, as the official code does
+      q = q * jnp.any(mask, axis=-1)[:, None, None, None].astype(q.dtype)
     if spec.reference_padding and spec.attention != "softmax" and mask is not None:
       real = mask[..., None, None].astype(k.dtype)
       k, v, mask = k * real, v * real, None

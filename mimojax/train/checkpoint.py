@@ -92,18 +92,41 @@ def latest_variables(workdir: str) -> dict:
   """``{"params": ..., "model_state": ...}`` (host numpy, leading seed axis) of the newest
   checkpoint of the run in ``workdir``, read without knowing its model; ValueError when it has
   none."""
+  if not saved_steps(workdir):
+    raise ValueError(f"train.init_from={workdir!r} has no checkpoint in "
+                     f"{checkpoint_dir(workdir)}")
+  return variables_at(workdir)[0]
+
+
+def saved_steps(workdir: str) -> list[int]:
+  """The steps of the checkpoints in ``workdir``, ascending (empty when there are none)."""
+  path = epath.Path(checkpoint_dir(workdir))
+  return sorted(ocp.utils.checkpoint_steps(path)) if path.is_dir() else []
+
+
+def variables_at(workdir: str, step: int | None = None) -> tuple[dict, dict, int]:
+  """(variables, config dict, step) of checkpoint ``step`` (default: the newest) of the run in
+  ``workdir``: ``{"params", "model_state"}`` as host numpy with a leading seed axis and the
+  resolved config saved with them, read without knowing the model and on any device layout
+  (the arrays are read whole onto this process's first device). The step must exist."""
   mngr = ocp.CheckpointManager(checkpoint_dir(workdir), item_names=("state", "data", "config"))
   try:
-    step = mngr.latest_step()
-    if step is None:
-      raise ValueError(f"train.init_from={workdir!r} has no checkpoint in "
-                       f"{checkpoint_dir(workdir)}")
-    state = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
+    step = mngr.latest_step() if step is None else step
+    config = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
   finally:
     mngr.close()
-  state = state["state"]
-  get = lambda name: state[name] if isinstance(state, dict) else getattr(state, name)
-  return jax.tree.map(np.asarray, {"params": get("params"), "model_state": get("model_state")})
+  path = epath.Path(checkpoint_dir(workdir)) / str(step) / "state"
+  local = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  checkpointer = ocp.StandardCheckpointer()
+  try:
+    stored = checkpointer.metadata(path).item_metadata
+    target = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=local),
+                          stored)
+    state = checkpointer.restore(path, target)
+  finally:
+    checkpointer.close()
+  variables = {"params": state["params"], "model_state": state["model_state"]}
+  return jax.tree.map(np.asarray, variables), dict(config["config"]), step
 
 
 def transfer(state, source: dict):

@@ -215,15 +215,18 @@ class Trainer:
   def evaluate(self, state, split: str) -> dict:
     """Accuracy and loss on a whole split, per seed, pooled over examples; plus the
     accuracy of every `phases.eval_phases` mode under its name."""
-    totals = self._eval_sums(self.schedule.base, state, split)
+    totals = self.eval_sums(self.schedule.base, state, split)
     out = metrics_lib.summarize_seeds("accuracy", totals["correct"] / totals["weight"])
     out.update(metrics_lib.summarize_seeds("loss", totals["loss"] / totals["weight"]))
     for name, phase in self.eval_modes.items():
-      totals = self._eval_sums(phase, state, split)
+      totals = self.eval_sums(phase, state, split)
       out.update(metrics_lib.summarize_seeds(name, totals["correct"] / totals["weight"]))
     return out
 
-  def _eval_sums(self, phase, state, split: str) -> dict:
+  def eval_sums(self, phase, state, split: str) -> dict:
+    """Host sums of loss, correct predictions and weight (> 0) per seed of the model in
+    `phase` over the whole `split` (one of `eval.splits`); `state` needs only `params` and
+    `model_state`."""
     eval_step = self.eval_step_for(phase)
     totals = None
     batches = data_lib.eval_batches(
