@@ -350,7 +350,7 @@ def test_gelu_mlp_matches_formula():
 @pytest.mark.parametrize("field, value, match", [
     ("init", "xavier", r"model.init='xavier' is not allowed; choose from \['torch', 'gpt2'\]"),
     ("activation", "swish",
-     r"model.activation='swish' is not allowed; choose from \['relu', 'gelu'\]"),
+     r"model.activation='swish' is not allowed; choose from \['relu', 'gelu', 'gelu_exact'\]"),
     ("tie_embeddings", True, "model.tie_embeddings=True needs model.head='lm'"),
     ("exp_temperature", 2.0, "model.exp_temperature: allowed values are numbers > 0 with "
      "model.kernel = 'exp'")])
