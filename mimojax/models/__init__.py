@@ -7,6 +7,8 @@ the data's ``DataInfo``) and returns a ``flax.linen.Module`` with a ``phase`` fi
 
 from mimojax.models.phase import Phase
 
+from mimojax.models.datamux_vision import datamux_cnn
+from mimojax.models.datamux_vision import datamux_mlp
 from mimojax.models.transformer import transformer
 from mimojax.models.wide_resnet import mimoconv
 from mimojax.models.wide_resnet import wide_isonet
@@ -17,6 +19,8 @@ MODELS = {
     "wide_resnet": wide_resnet,
     "wide_isonet": wide_isonet,
     "mimoconv": mimoconv,
+    "datamux_cnn": datamux_cnn,
+    "datamux_mlp": datamux_mlp,
 }
 
 
