@@ -85,21 +85,12 @@ def split_instances(inputs, num_instances: int):
   return ops.to_grid(inputs, 1, num_instances)[:, 0]
 
 
-def _patches3x3(x):
-  """``(..., H, W, C) -> (..., H, W, 9, C)``: the 3x3 neighbourhood of every pixel, zero
-  padding 1, tap ``t = 3*dy + dx`` (a conv's input patches, as plain slices)."""
-  h, w = x.shape[-3:-1]
-  padded = jnp.pad(x, [(0, 0)] * (x.ndim - 3) + [(1, 1), (1, 1), (0, 0)])
-  return jnp.stack([padded[..., dy:dy + h, dx:dx + w, :] for dy in range(3) for dx in range(3)],
-                   axis=-2)
-
-
 class InstanceConv(nn.Module):
   """N per-instance 3x3 convolutions (cross-correlation, as ``torch.nn.functional.conv2d``),
   zero padding 1, no bias: ``(G, N, H, W, C) -> (G, N, H, W, F)``, instance i filtered by
-  ``kernel[i]`` of shape ``(3, 3, C, F)``, N(0, 1) (notebook ``torch.randn``). Computed as
-  patches times per-instance matrices (a grouped conv has no seed-vmap rule for its kernel
-  gradient in JAX)."""
+  ``kernel[i]`` of shape ``(3, 3, C, F)``, N(0, 1) (notebook ``torch.randn``). One plain
+  conv per instance: JAX cannot vmap a grouped conv's kernel gradient over seeds when the
+  images are shared (``feature_group_count > 1``, data not batched)."""
 
   num_instances: int
   features: int
@@ -113,8 +104,10 @@ class InstanceConv(nn.Module):
     c = x.shape[-1]
     kernel = _mux_weight(self, "kernel", jax.random.normal, (n, 3, 3, c, self.features),
                          self.learn)
-    taps = kernel.reshape(n, 9, c, self.features).astype(x.dtype)
-    return jnp.einsum("gnhwtc,ntcf->gnhwf", _patches3x3(x), taps)
+    kernel = kernel.astype(x.dtype)
+    return jnp.stack([jax.lax.conv_general_dilated(
+        x[:, i], kernel[i], (1, 1), ((1, 1), (1, 1)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC")) for i in range(n)], axis=1)
 
 
 class KernelMux(nn.Module):
