@@ -15,11 +15,11 @@ name              source  shape (H,W,C)   preprocessing (eval) / augmentation (t
                                           none (flipped digits are other digits at 8x8)
 ================  ======  ==============  ==================================================
 
-Normalisation constants are the official code's (``datasets.py``). ``data.normalise=False``
-skips the mean/std step: pixels / 255 in [0, 1] after the crop (DataMUX's MNIST input,
-princeton-nlp/DataMUX: ``vision/vision_multiplexing.ipynb``; digits: values / 16). MNIST's horizontal flip
+Normalisation constants are the official code's (``datasets.py``). MNIST's horizontal flip
 and SVHN's zero-padded crop without flip are what the official code does (the paper only
-says "random crop with padding" for SVHN).
+says "random crop with padding" for SVHN). ``data.normalise=False`` skips the mean/std step:
+pixels / 255 in [0, 1] after the crop (DataMUX's MNIST input, princeton-nlp/DataMUX:
+``vision/vision_multiplexing.ipynb``; digits: values / 16).
 
 Splits. tfds sets: ``train`` / ``test`` (the paper's final runs train on the whole train
 split, official ``-f``). Offline sets, fixed stratified splits drawn once with
