@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import datamux_glue, favor_s_lra, mimoconv_cifar, mimoconv_mnist, synthetic
+from experiments import datamux_glue, datamux_mnist, favor_s_lra, mimoconv_cifar, mimoconv_mnist
+from experiments import synthetic
 from mimojax.data import DataInfo
 from mimojax.models import build_model
 from mimojax.train import config as config_lib
@@ -153,6 +154,37 @@ def test_mimoconv_mnist_configs_validate(n, data):
 def test_mimoconv_cifar_bad_arguments(arg, match):
   with pytest.raises(ValueError, match=match):
     mimoconv_cifar.get_config(arg)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4, 8, 16])
+@pytest.mark.parametrize("arg", ["", "mux=nonlinear,maps=1", "mux=kernel,learn", "mux=ortho",
+                                 "mux=low_rank,data=mnist_5k", "model=mlp",
+                                 "model=mlp,mux=hadamard", "model=mlp,mux=binary,data=digits",
+                                 "smoke"])
+def test_datamux_mnist_configs_validate(n, arg):
+  config = config_lib.from_dict(datamux_mnist.get_config(f"n={n},{arg}"))
+  assert config.train.batch_size == 32 * n or "smoke" in arg
+  assert config.eval.batch_size % n == 0
+  if "smoke" not in arg:
+    # the notebook's epoch (train size / 32 steps for every N) and lr 0.1 on an N-sum loss
+    assert config.opt.learning_rate == pytest.approx(0.1 * n)
+    size = datamux_mnist.DATASETS[config.data.name]
+    assert config_lib.total_steps(config, size) == 15 * n * (size // (32 * n))
+    assert (config.opt.name, config.opt.b1, config.opt.weight_decay) == ("sgd", 0.0, 0.0)
+    assert (config.train.loss, config.data.normalise, config.data.augment) == ("mse", False, False)
+  assert config.mimo.learn_mux == ("learn" in arg or config.mimo.mux == "nonlinear")
+
+
+@pytest.mark.parametrize("arg, match", [
+    ("n=3", r"^n=3 is not allowed; choose from \[1, 2, 4, 8, 16\]$"),
+    ("mux=hadamard", r"^mux='hadamard' is not allowed; choose from \['ortho', 'low_rank', "
+                     r"'kernel', 'nonlinear'\]$"),
+    ("model=mlp,mux=kernel", "^mux='kernel' is not allowed"),
+    ("mux=kernel,maps=4", r"^maps=4 is not allowed; choose from \[1\]$"),
+    ("maps=2", r"^maps=2 is not allowed; choose from \[1, 4, 8\]$")])
+def test_datamux_mnist_bad_arguments(arg, match):
+  with pytest.raises(ValueError, match=match):
+    datamux_mnist.get_config(arg)
 
 
 def _simple_lm_param_count(d=32, layers=2, inner=128, vocab=20, l_max=42):

@@ -1,4 +1,5 @@
-"""Multiply-accumulates per sample of the wide networks, counted from the model itself.
+"""Multiply-accumulates per sample of the wide networks and DataMUX's MNIST networks,
+counted from the model itself.
 
 Two independent counts:
 
@@ -11,7 +12,8 @@ Two independent counts:
   - ``macs``, the paper's convention (Table A2, App. E.2): kernel area x C_in x C_out x
     output positions, zero padding included; dense layers in x out per row; PWHRR binding
     as a circulant matrix product, C x C per pixel and channel (Eq. 5); MBAT unbinding
-    D x N*D per superposition (Eq. 6);
+    D x N*D per superposition (Eq. 6); DataMUX's per-instance mux convs as convs, its
+    matrix mux D x D and Hadamard mux D per instance, its demux heads D x F per instance;
   - ``in_bounds_macs``, the same but counting only kernel taps that land inside the input
     (what XLA's cost analysis counts);
   - ``elementwise``, the extra operations a ``ptflops``-style profiler adds: 2 per BatchNorm
@@ -24,7 +26,17 @@ Two independent counts:
   paper's convention (about 0.91x for WRN-28-10).
 
 Parts (Table A2 columns): ``first_conv`` (stem conv, BN, ReLU), ``binding``, ``rest``
-(residual trunk, final BN / activation), ``unbinding``, ``fcl`` (classifier).
+(residual trunk, final BN / activation), ``unbinding``, ``fcl`` (classifier). For DataMUX's
+networks (``models.datamux_vision``) the mux is ``binding``, the shared trunk ``rest``, the
+N demux heads ``unbinding`` and the shared readout ``fcl``; per sample is per group / N.
+
+DataMUX CNN+Nonlinear(8x) (MIMONets App. E.2: 0.88 MMAC per image at N = 1, 0.65 at
+N = 16): per image the mux costs 9*1*16*400 + 9*16*8*400 = 518,400 MACs, the trunk
+(conv 8 -> 10 on 18 x 18, conv 10 -> 16 4x4 on 6 x 6, conv 16 -> 120, Linear 120 -> 84)
+352,800 / N, the demux head 84*84 = 7,056 and the readout 840: 879,096 at N = 1 (0.88) and
+548,346 at N = 16. The paper's 0.65 at N = 16 is this count with the demux layer counted
+once per image instead of once per group (the 84 -> 84 N layer for every image:
++ (N - 1) * 7,056 = 654,186); :func:`datamux_paper_macs` gives that figure.
 """
 
 from __future__ import annotations
@@ -37,6 +49,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mimojax.models.datamux_vision import Demux
+from mimojax.models.datamux_vision import InstanceConv
+from mimojax.models.datamux_vision import MatrixMux
+from mimojax.models.datamux_vision import VectorMux
 from mimojax.nn.conv import Activation
 from mimojax.nn.conv import BatchNorm
 from mimojax.nn.conv import MBATUnbind
@@ -56,6 +72,8 @@ PAPER_MMAC = {
                            "unbinding": 0.41, "fcl": 0.064, "total": 1339},
     "mimoconv-10-1 N=1": {"total": 5.10},
     "mimoconv-10-1 N=16": {"total": 0.47},
+    "datamux-cnn-nonlinear8 N=1": {"total": 0.88},
+    "datamux-cnn-nonlinear8 N=16": {"total": 0.65},
 }
 
 
@@ -63,7 +81,7 @@ PAPER_MMAC = {
 class LayerCount:
   """Cost of one layer call for the traced batch (all images, not per sample)."""
   path: str
-  kind: str  # conv | dense | bind | unbind | norm | act
+  kind: str  # conv | dense | bind | unbind | mux | demux | norm | act
   macs: int
   in_bounds_macs: int
   elementwise: int
@@ -122,6 +140,19 @@ def _count(module, x, y) -> tuple[str, int, int, int] | None:
   if isinstance(module, MBATUnbind):  # (G, D) @ (D, N*D)
     macs = x.size * y.shape[-2] * y.shape[-1]
     return "unbind", macs, macs, 2 * y.size if module.bias_relu else 0
+  if isinstance(module, InstanceConv):  # (G, N, H, W, C) -> (G, N, H, W, F), 3x3, padding 1
+    macs = math.prod(y.shape[:-1]) * 9 * x.shape[-1] * y.shape[-1]
+    h, w = x.shape[-3:-1]
+    taps = _in_bounds_taps(h, h, 3, 1, 1) * _in_bounds_taps(w, w, 3, 1, 1)
+    return "conv", macs, math.prod(y.shape[:2]) * taps * x.shape[-1] * y.shape[-1], 0
+  if isinstance(module, MatrixMux):  # (G, N, D): D x D per instance
+    macs = x.size * x.shape[-1]
+    return "mux", macs, macs, 0
+  if isinstance(module, VectorMux):  # (G, N, D): D per instance
+    return "mux", x.size, x.size, 0
+  if isinstance(module, Demux):  # (G, D) -> (G, N, F)
+    macs = x.shape[-1] * y.size
+    return "demux", macs, macs, y.size
   if isinstance(module, BatchNorm):
     return "norm", 0, 0, 2 * x.size
   if isinstance(module, Activation):
@@ -160,13 +191,18 @@ def part_of(path: str) -> str:
   top = path.split("/")[0]
   if top.startswith("stem_"):
     return "first_conv"
-  if top == "bind":
+  if top in ("bind", "mux"):
     return "binding"
-  if top == "unbind":
+  if top in ("unbind", "demux"):
     return "unbinding"
-  if top == "classifier":
+  if top in ("classifier", "readout"):
     return "fcl"
   return "rest"
+
+
+def group_size(model: nn.Module) -> int:
+  """Inputs that share one pass: MIMOConv's N channels, DataMUX's N instances, else 1."""
+  return getattr(model, "num_channels", None) or getattr(model, "num_instances", 1)
 
 
 def macs_per_sample(model: nn.Module, image_shape, *, convention: str = "paper",
@@ -175,12 +211,12 @@ def macs_per_sample(model: nn.Module, image_shape, *, convention: str = "paper",
 
   ``convention``: ``"paper"`` (linear layers, padding included), ``"ptflops"`` (plus BN,
   activation and bias elementwise operations), ``"in_bounds"`` (linear layers, taps inside
-  the input only). ``batch`` defaults to MIMOConv's N (one full pass at n = N) or 1;
+  the input only). ``batch`` defaults to :func:`group_size` (one full pass at n = N);
   ``call_kwargs`` as :func:`layer_counts`.
   """
   if convention not in CONVENTIONS:
     raise ValueError(f"convention must be one of {list(CONVENTIONS)}, got {convention!r}")
-  batch = batch or getattr(model, "num_channels", 1)
+  batch = batch or group_size(model)
   parts = dict.fromkeys(PARTS, 0.0)
   for rec in layer_counts(model, (batch,) + tuple(image_shape), **call_kwargs):
     value = {"paper": rec.macs, "ptflops": rec.macs + rec.elementwise,
@@ -190,6 +226,14 @@ def macs_per_sample(model: nn.Module, image_shape, *, convention: str = "paper",
   return parts
 
 
+def datamux_paper_macs(model: nn.Module, image_shape) -> float:
+  """MIMONets App. E.2's MACs per image of a DataMUX network: :func:`macs_per_sample`
+  (paper convention) with the demux layer counted once per image rather than once per group
+  of N, i.e. ``total + (N - 1) * unbinding`` (see the module doc)."""
+  parts = macs_per_sample(model, image_shape)
+  return parts["total"] + (group_size(model) - 1) * parts["unbinding"]
+
+
 def xla_macs_per_sample(model: nn.Module, image_shape, *, batch: int | None = None,
                         **call_kwargs) -> float:
   """XLA cost analysis of the compiled inference forward pass: ``flops / 2`` per image.
@@ -197,7 +241,7 @@ def xla_macs_per_sample(model: nn.Module, image_shape, *, batch: int | None = No
   Lowered from abstract variables (``jax.eval_shape`` of init), so no parameters are
   materialised; the forward pass is compiled once.
   """
-  batch = batch or getattr(model, "num_channels", 1)
+  batch = batch or group_size(model)
   x = jax.ShapeDtypeStruct((batch,) + tuple(image_shape), jnp.float32)
 
   def init(x):

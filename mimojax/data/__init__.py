@@ -36,7 +36,7 @@ def train_augmentation(data_config):
   """``images.augmentation(data.name)`` for image datasets when ``data.augment`` is true, else
   None."""
   if data_config.name in images.IMAGE_DATASETS and data_config.augment:
-    return images.augmentation(data_config.name)
+    return images.augmentation(data_config.name, data_config.normalise)
   return None
 
 

