@@ -49,10 +49,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mimojax.models.datamux import MATRIX_MUXES
+from mimojax.models.datamux import Multiplexer
 from mimojax.models.datamux_vision import Demux
 from mimojax.models.datamux_vision import InstanceConv
-from mimojax.models.datamux_vision import MatrixMux
-from mimojax.models.datamux_vision import VectorMux
 from mimojax.nn.conv import Activation
 from mimojax.nn.conv import BatchNorm
 from mimojax.nn.conv import MBATUnbind
@@ -145,11 +145,9 @@ def _count(module, x, y) -> tuple[str, int, int, int] | None:
     h, w = x.shape[-3:-1]
     taps = _in_bounds_taps(h, h, 3, 1, 1) * _in_bounds_taps(w, w, 3, 1, 1)
     return "conv", macs, math.prod(y.shape[:2]) * taps * x.shape[-1] * y.shape[-1], 0
-  if isinstance(module, MatrixMux):  # (G, N, D): D x D per instance
-    macs = x.size * x.shape[-1]
+  if isinstance(module, Multiplexer):  # (G, N, D): D x D (matrix) or D (vector) per instance
+    macs = x.size * (x.shape[-1] if module.mux in MATRIX_MUXES else 1)
     return "mux", macs, macs, 0
-  if isinstance(module, VectorMux):  # (G, N, D): D per instance
-    return "mux", x.size, x.size, 0
   if isinstance(module, Demux):  # (G, D) -> (G, N, F)
     macs = x.shape[-1] * y.size
     return "demux", macs, macs, y.size

@@ -64,6 +64,8 @@ MODES = {
     "wide_isonet": _single,
     "mimoconv": _mimoconv,
     "datamux": _datamux,
+    "datamux_cnn": _datamux,
+    "datamux_mlp": _datamux,
 }
 
 

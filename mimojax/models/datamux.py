@@ -52,6 +52,7 @@ MUXES = {
     "datamux_cnn": ("ortho", "low_rank", "kernel", "nonlinear"),
 }
 DEMUXES = ("index", "mlp")
+MATRIX_MUXES = ("ortho", "low_rank")  # (N, D, D) matrices; the others: (N, D) vectors
 NORM_POSITIONS = ("pre", "post")
 _gelu = MLP_ACTIVATIONS["gelu_exact"]  # transformers' gelu, the official heads'
 

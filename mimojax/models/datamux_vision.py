@@ -43,6 +43,7 @@ import jax.numpy as jnp
 
 from mimojax import ops
 from mimojax.models.datamux import MUXES
+from mimojax.models.datamux import Multiplexer
 from mimojax.models.phase import Phase
 from mimojax.nn.attention import CONSTANTS
 from mimojax.nn.attention import torch_linear
@@ -75,6 +76,15 @@ def _mux_weight(module: nn.Module, name: str, init, shape, learn: bool):
   if learn:
     return module.param(name, init, shape)
   return module.variable(CONSTANTS, name, lambda: init(module.make_rng(CONSTANTS), shape)).value
+
+
+def _zero_filler(inputs, valid):
+  """``inputs`` with the rows that ``valid`` (B,) marks False set to zero: every mux maps a
+  zero image to zero (no biases), so a filler adds nothing to its group's superposition
+  (``mimojax.inference.Predictor``)."""
+  if valid is None:
+    return inputs
+  return inputs * valid.astype(inputs.dtype).reshape((-1,) + (1,) * (inputs.ndim - 1))
 
 
 def split_instances(inputs, num_instances: int):
@@ -138,44 +148,6 @@ class NonlinearMux(nn.Module):
     return jnp.tanh(InstanceConv(n, self.maps, self.learn, name="conv2")(h)).sum(axis=1)
 
 
-class MatrixMux(nn.Module):
-  """``(1/sqrt(N)) sum_i W_i x_i`` on flat features (``ops.matrix_mux``): W_i Haar-random
-  orthogonal (``ortho``) or LowRank (``low_rank``, App. A.10). (G, N, D) -> (G, D)."""
-
-  num_instances: int
-  kind: str = "ortho"
-  learn: bool = False
-
-  @nn.compact
-  def __call__(self, x):
-    init = {"ortho": ops.haar_orthogonal, "low_rank": ops.low_rank_matrices}[self.kind]
-    d = x.shape[-1]
-    matrices = _mux_weight(self, "matrices", lambda rng, shape: init(rng, *shape[:2]),
-                           (self.num_instances, d, d), self.learn)
-    return ops.matrix_mux(x, matrices)
-
-
-class VectorMux(nn.Module):
-  """``(1/N) sum_i v_i (.) x_i`` (``ops.hadamard_mux``): v_i Gaussian of norm ``norm``
-  (``hadamard``) or binary chunk indicators with overlap ``overlap`` (``binary``).
-  (G, N, D) -> (G, D)."""
-
-  num_instances: int
-  kind: str = "hadamard"
-  learn: bool = False
-  norm: float = 1.0
-  overlap: float = 0.0
-
-  @nn.compact
-  def __call__(self, x):
-    if self.kind == "hadamard":
-      init = lambda rng, shape: ops.gaussian_vectors(rng, *shape, norm=self.norm)
-    else:
-      init = lambda rng, shape: ops.binary_vectors(*shape, overlap=self.overlap)
-    vectors = _mux_weight(self, "vectors", init, (self.num_instances, x.shape[-1]), self.learn)
-    return ops.hadamard_mux(x, vectors)
-
-
 class Demux(nn.Module):
   """N separate linear heads on the shared features (App. A.10 demultiplexing layer):
   ``(G, D) -> (G, N, F)``, head i = ``h @ kernel[i] + bias[i]``, PyTorch ``nn.Linear``
@@ -211,16 +183,17 @@ class DataMuxCNN(nn.Module):
     if self.mux == "kernel":
       return KernelMux(n, self.learn_mux, name="mux")(x)
     if self.mux in ("ortho", "low_rank"):
-      flat = MatrixMux(n, self.mux, self.learn_mux, name="mux")(x.reshape(x.shape[:2] + (-1,)))
+      flat = Multiplexer(self.mux, learn=self.learn_mux, name="mux")(
+          x.reshape(x.shape[:2] + (-1,)))
       return flat.reshape((x.shape[0],) + x.shape[2:])
     raise ValueError(f"mimo.mux={self.mux!r} is not allowed; choose from {list(CNN_MUXES)}")
 
   @nn.compact
-  def __call__(self, inputs, *, train: bool = False):
+  def __call__(self, inputs, *, train: bool = False, valid=None):
     del train  # no dropout or normalisation layers
     if inputs.ndim != 4:
       raise ValueError(f"inputs must be NHWC images (B, H, W, C), got shape {inputs.shape}")
-    x = self._mux(split_instances(inputs, self.num_instances))
+    x = self._mux(split_instances(_zero_filler(inputs, valid), self.num_instances))
     x = jnp.tanh(_conv(10, 3, x.shape[-1], "conv1")(x))
     x = nn.max_pool(x, (2, 2), strides=(2, 2))
     self.sow("intermediates", "pool1", x)
@@ -248,18 +221,14 @@ class DataMuxMLP(nn.Module):
 
   def _mux(self, x):
     """(G, N, D) -> (G, D)."""
-    n = self.num_instances
-    if self.mux in ("hadamard", "binary"):
-      return VectorMux(n, self.mux, self.learn_mux, self.mux_norm, self.mux_overlap,
-                       name="mux")(x)
-    if self.mux in ("ortho", "low_rank"):
-      return MatrixMux(n, self.mux, self.learn_mux, name="mux")(x)
-    raise ValueError(f"mimo.mux={self.mux!r} is not allowed; choose from {list(MLP_MUXES)}")
+    if self.mux not in MLP_MUXES:
+      raise ValueError(f"mimo.mux={self.mux!r} is not allowed; choose from {list(MLP_MUXES)}")
+    return Multiplexer(self.mux, self.mux_norm, self.mux_overlap, self.learn_mux, name="mux")(x)
 
   @nn.compact
-  def __call__(self, inputs, *, train: bool = False):
+  def __call__(self, inputs, *, train: bool = False, valid=None):
     del train
-    x = split_instances(inputs, self.num_instances)
+    x = split_instances(_zero_filler(inputs, valid), self.num_instances)
     x = self._mux(x.reshape(x.shape[:2] + (-1,)))  # (G, D)
     x = jnp.tanh(torch_linear(MLP_HIDDEN, x.shape[-1], name="hidden")(x))
     x = jnp.tanh(Demux(self.num_instances, MLP_DEMUX, name="demux")(x))  # (G, N, 20)

@@ -109,7 +109,7 @@ def test_cnn_n1_identity_mux_is_the_plain_lenet(mux):
     delta = jnp.zeros((1, 3, 3, 1, 1)).at[0, 1, 1, 0, 0].set(1.0)
     variables = with_mux(variables, "constants", ("mux", "conv", "kernel"), delta)
   else:
-    variables = with_mux(variables, "constants", ("mux", "matrices"), jnp.eye(400)[None])
+    variables = with_mux(variables, "constants", ("mux", "weights"), jnp.eye(400)[None])
   np.testing.assert_allclose(model.apply(variables, x), plain_lenet(variables["params"], x),
                              rtol=1e-5, atol=1e-6)
 
@@ -121,10 +121,10 @@ def test_mlp_n1_identity_mux_is_the_plain_mlp(mux):
   variables = model.init(RNGS, x)
   if mux in ("hadamard", "binary"):
     if mux == "binary":  # one chunk covering everything
-      np.testing.assert_array_equal(variables["constants"]["mux"]["vectors"], 1.0)
-    variables = with_mux(variables, "constants", ("mux", "vectors"), jnp.ones((1, 400)))
+      np.testing.assert_array_equal(variables["constants"]["mux"]["weights"], 1.0)
+    variables = with_mux(variables, "constants", ("mux", "weights"), jnp.ones((1, 400)))
   else:
-    variables = with_mux(variables, "constants", ("mux", "matrices"), jnp.eye(400)[None])
+    variables = with_mux(variables, "constants", ("mux", "weights"), jnp.eye(400)[None])
   np.testing.assert_allclose(model.apply(variables, x), plain_mlp(variables["params"], x),
                              rtol=1e-5, atol=1e-6)
 
