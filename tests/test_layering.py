@@ -15,6 +15,7 @@ ALLOWED = {
     "configs": {"train"},
     "train": {"ops", "nn", "models", "data"},
     "analysis": {"ops", "nn", "models", "train", "data"},
+    "inference": {"ops", "nn", "models", "train", "data"},
     "main": {"train"},
 }
 THIRD_PARTY_BANNED = {"ops": {"flax", "optax", "orbax", "tensorflow_datasets", "grain"},

@@ -8,6 +8,7 @@ the data's ``DataInfo``) and returns a ``flax.linen.Module`` with a ``phase`` fi
 from mimojax.models.phase import Phase
 
 from mimojax.models.datamux import datamux
+from mimojax.models.revmux import revmux
 from mimojax.models.transformer import transformer
 from mimojax.models.wide_resnet import mimoconv
 from mimojax.models.wide_resnet import wide_isonet
@@ -19,6 +20,7 @@ MODELS = {
     "wide_isonet": wide_isonet,
     "mimoconv": mimoconv,
     "datamux": datamux,
+    "revmux": revmux,  # needs its backbone: mimojax.train.backbones.build_model
 }
 
 

@@ -24,6 +24,7 @@ import os
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
+import safetensors
 import tokenizers
 from safetensors import numpy as safetensors_numpy
 
@@ -118,6 +119,12 @@ def classifier(weights: dict) -> dict | None:
   if "classifier.weight" not in weights:
     return None
   return {k: np.asarray(v, np.float32) for k, v in _linear(weights, "classifier").items()}
+
+
+def has_classifier(path: str) -> bool:
+  """Whether the checkpoint directory's weights include a sequence-classification head."""
+  with safetensors.safe_open(os.path.join(path, WEIGHTS_FILE), framework="numpy") as f:
+    return any(k.removeprefix("bert.") == "classifier.weight" for k in f.keys())
 
 
 def load(path: str) -> tuple[BertConfig, dict, dict | None]:

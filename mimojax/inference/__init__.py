@@ -1,0 +1,1 @@
+"""Restored models at inference: evaluation as the papers report it."""
