@@ -23,8 +23,8 @@ Recipe: AdamW, weight decay 0.01 except biases and LayerNorm scales, lambda = 0.
 (cosine / 0.05, negatives the whole batch), dropout 0.1 in the adapters (official
 batch_inference_bert.py). The learning rate is the official 2e-5 for GLUE; the offline study
 runs 3 epochs of 42 steps on the CPU, where 2e-5 leaves freshly initialised adapters almost
-where they started, so it uses 1e-3 (`lr=`). The head stage trains a linear head for 5 epochs
-at 3e-3.
+where they started, so it uses 1e-3 (`lr=`). The head stage trains a linear head for 8 epochs
+at 1e-2.
 
 Expected on stdlib_docs (test split, 384 sentences, 7 classes; CPU, 2 cores; mean over 10
 regroupings, docs/results.md "RevMUX"): the frozen MiniLM with its head 82 % one input per
@@ -90,8 +90,8 @@ def get_config(arg=None):
     c.model.backbone = pretrained_dir
     c.model.revmux_variant = "single"
     c.mimo.n = 1
-    c.opt.learning_rate = 3e-3
-    c.train.num_epochs = 5 if args.epochs == 3 else args.epochs
+    c.opt.learning_rate = 1e-2
+    c.train.num_epochs = 8 if args.epochs == 3 else args.epochs
   else:
     has_head = glue and args.backbone and os.path.isfile(
         os.path.join(args.backbone, "model.safetensors")) and _has_head(args.backbone)
