@@ -65,13 +65,13 @@ def evaluate_workdir(workdir: str, split: str = "test", num_shuffles: int = SHUF
   source, info = data_lib.load_split(config.data, split)
   model = backbones.build_model(config, info)
   variables = {"params": state["params"], **state["model_state"]}
-  multiplexed = jax.jit(lambda ids: model.apply(variables, ids, train=False))
-  single = jax.jit(lambda ids: model.apply(variables, ids, train=False, single=True))
+  apply = jax.jit(lambda v, ids, single: model.apply(v, ids, train=False, single=single),
+                  static_argnums=2)
   out = {"split": split, "n": config.mimo.n, "variant": config.model.revmux_variant,
-         **regrouped_accuracy(lambda b: multiplexed(b["inputs"]), source, batch_size,
-                              num_shuffles, seed)}
-  out["single_accuracy"] = regrouped_accuracy(lambda b: single(b["inputs"]), source,
-                                              batch_size, 1, seed)["accuracy"]
+         **regrouped_accuracy(lambda b: apply(variables, b["inputs"], False), source,
+                              batch_size, num_shuffles, seed)}
+  out["single_accuracy"] = regrouped_accuracy(lambda b: apply(variables, b["inputs"], True),
+                                              source, batch_size, 1, seed)["accuracy"]
   return out
 
 
