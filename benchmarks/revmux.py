@@ -10,10 +10,11 @@ row. RevMUX (``models.revmux``, variant "revmux") runs the first ``--prefill`` l
 half, as the official script) per input, the down-projection and the reversible mux, the
 remaining layers on batch/N rows, and the demux, up-projection and head. Both are jitted
 functions (weights passed as arguments) of the same ``--batch`` token-id rows (``--seq_len``
-tokens, random lengths at least half of it); after a warm-up call each is timed in ``--rounds`` interleaved rounds, and the
-speed-up is the median over rounds of the per-round ratio. Weights: all-MiniLM-L6-v2 when its
-package is installed (``--shape=minilm``), else random weights of the shape (the time does
-not depend on their values); RevMUX's adapters are freshly initialised. The poster reports
+tokens, random lengths at least half of it); after a warm-up call each is timed in
+``--rounds`` interleaved rounds, and the speed-up is the median over rounds of the
+per-round ratio. Weights: all-MiniLM-L6-v2 when its package is installed
+(``--shape=minilm``), else random weights of the shape (the time does not depend on their
+values); RevMUX's adapters are freshly initialised. The poster reports
 about 1.54x at N = 2 for BERT-base on a GPU (154 %).
 """
 
