@@ -26,9 +26,11 @@ runs 3 epochs of 42 steps on the CPU, where 2e-5 leaves freshly initialised adap
 where they started, so it uses 1e-3 (`lr=`). The head stage trains a linear head for 8 epochs
 at 1e-2.
 
-Expected on stdlib_docs (test split, 384 sentences, 7 classes; CPU, 2 cores; mean over 10
-regroupings, docs/results.md "RevMUX"): the frozen MiniLM with its head 82 % one input per
-row; at N = 2 RevMUX, ORA and Vanilla Adapters reach 72-76 %, falling with N.
+Expected on stdlib_docs (test split, 384 sentences, 7 classes, majority 28.1 %; mean over 10
+regroupings; one seed, CPU with 2 cores, 4-10 min per run; docs/results.md "RevMUX"): the
+frozen MiniLM with its head 79.4 % one input per row; at N = 2 after 3 epochs, prefill 3:
+ORA 56.4, RevMUX 53.7, Vanilla Adapters 41.8 %; RevMUX with prefill 0 / 6: 41.2 / 78.1 %;
+RevMUX at N = 4: 28.1 % after 3 epochs (majority class), 44.6 % after `epochs=10`.
 
 GLUE (tfds glue/*, downloaded by tfds on first use): `task=sst2|mrpc|rte|qnli`,
 `backbone=<a BERT checkpoint directory>` (default MiniLM). A checkpoint with a
