@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from experiments import datamux_glue, datamux_mnist, favor_s_lra, mimoconv_cifar, mimoconv_mnist
+from experiments import revmux_listops, revmux_text
 from experiments import synthetic
 from mimojax.data import DataInfo
 from mimojax.models import build_model
@@ -206,3 +207,57 @@ def test_synthetic_layers_match_safari_simple_lm_size(layers, expected):
   params = jax.eval_shape(lambda: model.init(
       jax.random.key(0), jnp.zeros((4, 42), jnp.int32), train=False))["params"]
   assert sum(int(np.prod(p.shape)) for p in jax.tree.leaves(params)) == expected
+
+
+# ------------------------------------------------------------------ RevMUX
+
+
+REVMUX_TEXT_ARGS = ["stage=head", "", "smoke", "stage=head,smoke", "variant=ora,n=16",
+                    "task=sst2", "task=mrpc,stage=head", "task=rte,variant=adapters,n=4",
+                    "task=qnli,prefill=0"] + revmux_text.get_sweep()
+
+
+@pytest.mark.parametrize("arg", REVMUX_TEXT_ARGS)
+def test_revmux_text_configs_validate(arg):
+  arg = ",".join(a for a in (arg, "backbone=/path/to/bert") if a)
+  config = config_lib.from_dict(revmux_text.get_config(arg))
+  assert config.model.name == "revmux"
+  head = "stage=head" in arg
+  assert config.model.revmux_variant == "single" if head else config.mimo.n >= 2
+  glue = "task=" in arg
+  task = arg.split("task=")[1].split(",")[0] if glue else "stdlib_docs"
+  assert config.model.backbone == ("/path/to/bert" if head else revmux_text.head_workdir(task))
+  assert config.opt.learning_rate == (1e-2 if head else 2e-5 if glue else 1e-3)
+  assert (config.opt.weight_decay, config.model.info_nce_weight) == (0.01, 0.25)
+
+
+def test_revmux_text_sweep_covers_variants_n_and_depths():
+  runs = revmux_text.get_sweep()
+  assert len(runs) == len(set(runs)) == 3 * 4 + 6
+  depths = {revmux_text.get_config(f"{r},backbone=/b").model.prefill_layers for r in runs}
+  assert depths == {None, 0, 1, 2, 4, 5, 6}
+
+
+@pytest.mark.parametrize("arg", ["n=2", "n=4,variant=ora", "n=2,variant=adapters,prefill=0",
+                                 "n=4,smoke"])
+def test_revmux_listops_configs_validate(arg):
+  config = config_lib.from_dict(revmux_listops.get_config(arg))
+  assert config.model.backbone == revmux_listops.BACKBONE_WORKDIR
+  assert config.data.name == "listops"
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("backbone", None, "model.backbone is unset"),
+    ("revmux_variant", "mux", "model.revmux_variant='mux' is not allowed"),
+    ("prefill_layers", -1, "model.prefill_layers=-1 is out of range"),
+    ("info_nce_weight", -0.5, "model.info_nce_weight=-0.5 is out of range"),
+    ("info_nce_temperature", 0.0, "model.info_nce_temperature=0.0 must be > 0")])
+def test_revmux_bad_fields_are_one_line_errors(field, value, match):
+  config = revmux_text.get_config("backbone=/b")
+  config.model[field] = value
+  with pytest.raises(ValueError, match=match):
+    config_lib.from_dict(config)
+  single = revmux_text.get_config("backbone=/b,stage=head")
+  single.mimo.n = 2
+  with pytest.raises(ValueError, match="mimo.n=2 must be 1 for model.revmux_variant='single'"):
+    config_lib.from_dict(single)

@@ -38,7 +38,9 @@ Examples (dicts of numpy arrays):
   last, the answer; wiki40b_en weights every position);
   classification: ``{"inputs": int32[L] (token ids, 0 = padding), "label": int32[]}``; the
   image datasets' ``inputs`` are normalised ``float32[H, W, C]`` (``ImageDataInfo``); GLUE
-  adds ``"token_types": int32[L]`` (0 = first sentence, 1 = second);
+  adds ``"token_types": int32[L]`` (0 = first sentence, 1 = second), as does
+  ``stdlib_docs``, the offline sentence task built from Python's own docstrings
+  (``docstrings``; tokenized by ``data.tokenizer``, ``seq_len`` None -> 32);
   dual: ``{"inputs", "inputs2": int32[L], "label": int32[]}``.
 
 Splits: ``train`` / ``test`` for the synthetics and the image datasets (``validation`` too
@@ -68,6 +70,7 @@ import functools
 from collections.abc import Callable
 
 from mimojax.data import builders
+from mimojax.data import docstrings
 from mimojax.data import images
 from mimojax.data import listops
 from mimojax.data import lra
@@ -212,6 +215,13 @@ def _tokenized_info(data_config, source, *, num_classes: int | None,
                   num_examples=len(source))
 
 
+def _docstrings_info(data_config, source) -> DataInfo:
+  """Info of the offline ``stdlib_docs`` task (``docstrings``)."""
+  return DataInfo(vocab_size=text.vocab_size("stdlib_docs", data_config.tokenizer),
+                  num_classes=docstrings.NUM_CLASSES, seq_len=docstrings.seq_len(data_config),
+                  task_type="classification", num_examples=len(source))
+
+
 def _built_lm(builder) -> Task:
   """An lm task of ``builder``, held in memory."""
   return Task(functools.partial(_load_in_memory, builder=builder),
@@ -257,6 +267,7 @@ TASKS = {
     **{name: _glue(name) for name in text.GLUE},
     "wiki40b_en": Task(functools.partial(_load_corpus, dataset=text.CORPUS),
                        functools.partial(_tokenized_info, num_classes=None, task_type="lm")),
+    "stdlib_docs": Task(docstrings.load_split, _docstrings_info),
 }
 # every data.name load_split accepts
 DATASETS = tuple(TASKS)

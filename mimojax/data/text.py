@@ -16,7 +16,8 @@ refused with a one-line ValueError. The vocabulary size is ``tokenizer.get_vocab
 
 GLUE (``GLUE``; task type "classification"): tfds ``glue/sst2`` (``sentence``; 2 classes),
 ``glue/mnli`` (``premise``, ``hypothesis``; 3), ``glue/qnli`` (``question``, ``sentence``; 2)
-and ``glue/qqp`` (``question1``, ``question2``; 2). Splits: ``train``, ``validation`` (MNLI:
+``glue/qqp`` (``question1``, ``question2``; 2), ``glue/mrpc`` and ``glue/rte``
+(``sentence1``, ``sentence2``; 2 each). Splits: ``train``, ``validation`` (MNLI:
 tfds ``validation_matched``) and ``test`` = the validation split, since GLUE's test labels are
 hidden (tfds stores -1); MNLI also has ``validation_mismatched``. Examples
 ``{"inputs": int32[L] token ids, "token_types": int32[L] (0 for sentence a, 1 for b),
@@ -85,6 +86,8 @@ GLUE = {
                                        validation_mismatched="validation_mismatched")),
     "glue_qnli": GlueTask("glue/qnli", ("question", "sentence"), 2, _glue_splits("validation")),
     "glue_qqp": GlueTask("glue/qqp", ("question1", "question2"), 2, _glue_splits("validation")),
+    "glue_mrpc": GlueTask("glue/mrpc", ("sentence1", "sentence2"), 2, _glue_splits("validation")),
+    "glue_rte": GlueTask("glue/rte", ("sentence1", "sentence2"), 2, _glue_splits("validation")),
 }
 # (tfds dataset, its split string for each of our splits) of the corpus task wiki40b_en
 CORPUS = ("wiki40b/en", {"train": "train", "validation": "validation", "test": "test"})

@@ -53,8 +53,8 @@ def _transformer(config) -> list[Mode]:
   return out
 
 
-def _datamux(config) -> list[Mode]:
-  """DataMUX: the N instances it was trained to multiplex."""
+def _instances(config) -> list[Mode]:
+  """DataMUX and RevMUX: the N instances they were trained to multiplex."""
   return [Mode(f"inputs_per_pass={config.mimo.n}", Phase(), config.mimo.n)]
 
 
@@ -63,9 +63,10 @@ MODES = {
     "wide_resnet": _single,
     "wide_isonet": _single,
     "mimoconv": _mimoconv,
-    "datamux": _datamux,
-    "datamux_cnn": _datamux,
-    "datamux_mlp": _datamux,
+    "datamux": _instances,
+    "datamux_cnn": _instances,
+    "datamux_mlp": _instances,
+    "revmux": _instances,
 }
 
 

@@ -15,6 +15,7 @@ import jax
 from mimojax import data as data_lib
 from mimojax import models
 from mimojax.train import checkpoint
+from mimojax.train import backbones
 from mimojax.train import config as config_lib
 
 
@@ -57,4 +58,4 @@ def load(workdir: str, step: int | None = None) -> Run:
 def build_model(config: config_lib.Config):
   """(module, DataInfo) of the run's network, as the training loop builds it."""
   info = data_lib.load_split(config.data, "train")[1]
-  return models.build_model(config, info), info
+  return backbones.build_model(config, info), info

@@ -10,6 +10,7 @@ from mimojax.models.phase import Phase
 from mimojax.models.datamux import datamux
 from mimojax.models.datamux_vision import datamux_cnn
 from mimojax.models.datamux_vision import datamux_mlp
+from mimojax.models.revmux import revmux
 from mimojax.models.transformer import transformer
 from mimojax.models.wide_resnet import mimoconv
 from mimojax.models.wide_resnet import wide_isonet
@@ -23,6 +24,7 @@ MODELS = {
     "datamux": datamux,
     "datamux_cnn": datamux_cnn,
     "datamux_mlp": datamux_mlp,
+    "revmux": revmux,  # needs its backbone: mimojax.train.backbones.build_model
 }
 
 

@@ -96,6 +96,7 @@ class EncoderBlock(nn.Module):
   mlp_dim: int
   dropout: float = 0.0
   activation: str = "relu"
+  norm_eps: float = LAYER_NORM_EPS  # PostNormEncoderBlock (BERT checkpoints: 1e-12)
 
   def _mlp(self):
     return Mlp(self.mlp_dim, self.dropout, self.activation, self.spec.init,
@@ -111,14 +112,15 @@ class EncoderBlock(nn.Module):
 
 class PostNormEncoderBlock(EncoderBlock):
   """Post-LN layer of BERT / RoBERTa (the DataMUX encoder, princeton-nlp/DataMUX:
-  ``configs/roberta.json``): X <- LN(X + Dropout(Attn X)); X <- LN(X + MLP X)."""
+  ``configs/roberta.json``; Hugging Face ``BertLayer``): X <- LN(X + Dropout(Attn X));
+  X <- LN(X + MLP X), LayerNorm epsilon ``norm_eps``."""
 
   @nn.compact
   def __call__(self, x, mask=None, *, train: bool):
     attention = MultiHeadAttention(self.spec, out_dim=x.shape[-1], name="attention")
     h = nn.Dropout(self.dropout, deterministic=not train)(attention(x, mask, train=train))
-    x = layer_norm("norm_attention")(x + h)
-    return layer_norm("norm_mlp")(x + self._mlp()(x, train=train))
+    x = nn.LayerNorm(epsilon=self.norm_eps, name="norm_attention")(x + h)
+    return nn.LayerNorm(epsilon=self.norm_eps, name="norm_mlp")(x + self._mlp()(x, train=train))
 
 
 def bundle_skip(x, keys):

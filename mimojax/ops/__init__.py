@@ -11,4 +11,4 @@ from mimojax.ops.isometry import conv_isometry_penalty, dense_isometry_penalty, 
 from mimojax.ops.losses import accuracy, cross_entropy, info_nce, mixup, pm1_mse
 from mimojax.ops.multiplex import (binary_vectors, gaussian_vectors, haar_orthogonal,
                                    hadamard_mux, index_prefix, low_rank_matrices, matrix_mux,
-                                   retrieval_targets)
+                                   retrieval_targets, revmux_demux, revmux_mux)

@@ -13,6 +13,10 @@ row ``g*N + i`` (as ``channels.to_grid`` with M = 1). Muxes act on the last (fea
   matrices (the ``random_ortho`` / ``random_ortho_low_rank`` branch: a sum over sqrt(N), not a
   mean).
 
+RevMUX (Xu et al., 2024) mixes N instances by a reversible additive coupling of contiguous
+feature blocks (:func:`revmux_mux`) and separates them by its exact inverse
+(:func:`revmux_demux`); the coupling's maps F_k are passed in as functions.
+
 Pure functions; randomness enters only through explicit ``rng`` arguments.
 """
 
@@ -121,3 +125,52 @@ def retrieval_targets(ids, choice):
     raise ValueError(f"ids must be (G, N, L) and choice (G, L), got {ids.shape} and "
                      f"{choice.shape}")
   return jnp.take_along_axis(ids, choice[:, None, :], axis=1)[:, 0]
+
+
+# ------------------------------------------------------------------ RevMUX
+
+
+def _check_fns(num: int, fns) -> None:
+  if len(fns) != num:
+    raise ValueError(f"the reversible coupling of {num} instances needs {num} functions F_j, "
+                     f"got {len(fns)}")
+
+
+def revmux_mux(blocks, fns):
+  """RevMUX's reversible multiplexer (Xu et al., 2024, poster "Reversible Multiplexer"):
+  blocks (G, N, ..., D) -> (G, ..., N*D), the concatenation ``[o_1; ...; o_N]`` of contiguous
+  blocks of width D.
+
+  N = 2 is the poster's coupling ``o_1 = i_1 + F(i_2)``, ``o_2 = i_2 + G(o_1)``; N > 2 the
+  chained additive coupling of the official BERT code (xuyige/RevMUX: ``nn_modules_bert.py``
+  ``compute_invertible_representations``, instance order reversed)
+  ``o_1 = i_1 + F_1(i_2)``, ``o_k = i_k + F_k(o_{k-1})`` for k = 2..N; N = 1 is the identity.
+  ``fns`` are the N maps F_k, (..., D) -> (..., D); :func:`revmux_demux` inverts the mux
+  exactly with the same maps."""
+  num = blocks.shape[1]
+  _check_fns(num, fns)
+  if num == 1:
+    return blocks[:, 0]
+  outs = [blocks[:, 0] + fns[0](blocks[:, 1])]
+  for k in range(1, num):
+    outs.append(blocks[:, k] + fns[k](outs[-1]))
+  return jnp.concatenate(outs, axis=-1)
+
+
+def revmux_demux(o, fns):
+  """RevMUX's reverse demultiplexer, the exact inverse of :func:`revmux_mux` with the same
+  maps: o (G, ..., N*D) -> (G, N, ..., D). Contiguous blocks ``o_k``;
+  ``i_k = o_k - F_k(o_{k-1})`` for k = N..2, then ``i_1 = o_1 - F_1(i_2)`` (the poster's
+  "Reverse Demultiplexer": i_2 = o_2 - G(o_1), i_1 = o_1 - F(i_2))."""
+  num = len(fns)
+  if o.shape[-1] % num:
+    raise ValueError(f"feature size {o.shape[-1]} is not divisible by the {num} instances")
+  width = o.shape[-1] // num
+  outs = [o[..., k * width:(k + 1) * width] for k in range(num)]
+  if num == 1:
+    return outs[0][:, None]
+  ins = [None] * num
+  for k in range(num - 1, 0, -1):
+    ins[k] = outs[k] - fns[k](outs[k - 1])
+  ins[0] = outs[0] - fns[0](ins[1])
+  return jnp.stack(ins, axis=1)

@@ -21,6 +21,7 @@ import typing
 from mimojax import data as data_lib
 from mimojax import models
 from mimojax.models.datamux import DEMUXES, MUXES, NORM_POSITIONS, prefix_length
+from mimojax.models.revmux import VARIANTS as REVMUX_VARIANTS
 from mimojax.models.transformer import HEAD_TASKS, HEADS, POOLINGS, VARIANTS
 from mimojax.models.wide_resnet import DEFAULTS as CONV_DEFAULTS
 from mimojax.models.wide_resnet import stage_sizes_for_depth
@@ -104,6 +105,12 @@ class ModelConfig:
   # datamux with head lm: bidirectional attention, for a retrieval-only warm-up run on a text
   # corpus (mimo.task_weight = 0) whose encoder a classifier then starts from (train.init_from)
   bidirectional: bool = False
+  # RevMUX (models.revmux): adapters around a frozen backbone; N = mimo.n.
+  backbone: str | None = None  # Hugging Face BERT checkpoint directory or mimojax workdir
+  revmux_variant: str = "revmux"  # revmux | adapters | ora | single (the backbone alone)
+  prefill_layers: int | None = None  # backbone layers run per input; None: half of them
+  info_nce_weight: float = 0.25  # lambda (official BERT script's default)
+  info_nce_temperature: float = 0.05  # official: cosine x 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,6 +341,8 @@ def validate(config: Config) -> None:
     _validate_transformer(config.model, config.mimo)
   elif config.model.name in MUXES:
     _validate_datamux(config.model, config.mimo)
+  elif config.model.name == "revmux":
+    _validate_revmux(config.model, config.mimo)
   else:
     _validate_conv(config.model, config.mimo)
   _validate_phases(config)
@@ -469,6 +478,26 @@ def _validate_datamux(model: ModelConfig, mimo: MimoConfig) -> None:
     raise ValueError(f"model.mask_padding=True needs model.head='classifier' (token 0 is a "
                      f"real token of the {model.head!r} tasks); allowed otherwise: False")
   _validate_transformer(model, mimo)
+
+
+def _validate_revmux(model: ModelConfig, mimo: MimoConfig) -> None:
+  """RevMUX: N = mimo.n instances around the frozen backbone at model.backbone."""
+  if not model.backbone:
+    raise ValueError("model.backbone is unset for model.name='revmux'; allowed: a Hugging "
+                     "Face BERT checkpoint directory or a mimojax workdir")
+  choose("model.revmux_variant", model.revmux_variant, REVMUX_VARIANTS)
+  if mimo.m != 1:
+    raise ValueError(f"mimo.m={mimo.m} must be 1 for revmux (instances are mimo.n)")
+  if model.revmux_variant == "single" and mimo.n != 1:
+    raise ValueError(f"mimo.n={mimo.n} must be 1 for model.revmux_variant='single' (one "
+                     "input per row)")
+  if model.prefill_layers is not None:
+    in_range("model.prefill_layers", model.prefill_layers, 0)
+  in_range("model.dropout", model.dropout, 0.0, 1.0, high_open=True)
+  in_range("model.info_nce_weight", model.info_nce_weight, 0.0)
+  if not (model.info_nce_temperature > 0 and math.isfinite(model.info_nce_temperature)):
+    raise ValueError(f"model.info_nce_temperature={model.info_nce_temperature!r} must be > 0; "
+                     "allowed: finite numbers > 0")
 
 
 def _validate_conv(model: ModelConfig, mimo: MimoConfig) -> None:

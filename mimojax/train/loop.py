@@ -22,8 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mimojax import data as data_lib
-from mimojax import models
-from mimojax.train import checkpoint, config as config_lib, mesh as mesh_lib
+from mimojax.train import backbones, checkpoint, config as config_lib, mesh as mesh_lib
 from mimojax.train import metrics as metrics_lib, optim, phases, step
 from mimojax.train import workdir as workdir_lib
 
@@ -132,7 +131,7 @@ class Trainer:
                         config.train.batch_size, 1, num_train)
     config_lib.check_data(config, self.info)
     self.eval_sources = {s: data_lib.load_split(config.data, s)[0] for s in config.eval.splits}
-    self.model = models.build_model(config, self.info)
+    self.model = backbones.build_model(config, self.info)
     self.total_steps = config_lib.total_steps(config, len(self.train_source))
     if self.total_steps < 1:
       raise ValueError(f"the run has {self.total_steps} training steps; raise "

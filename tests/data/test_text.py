@@ -14,10 +14,13 @@ from tokenizers import models
 from tokenizers import normalizers
 from tokenizers import pre_tokenizers
 from tokenizers import processors
+from safetensors import numpy as safetensors_numpy
 
 from experiments import datamux_glue
+from experiments import revmux_text
 from mimojax.data import DataInfo
 from mimojax.data import load_split
+from mimojax.inference import regroup
 from mimojax.data import sources
 from mimojax.data import text
 from mimojax.train import loop
@@ -152,7 +155,8 @@ def test_mnli_split_mapping_and_examples(tokenizer_json, monkeypatch, split, tfd
 
 @pytest.mark.parametrize("task, splits", [
     ("glue_sst2", ("validation", "validation")), ("glue_qnli", ("validation", "validation")),
-    ("glue_qqp", ("validation", "validation"))])
+    ("glue_qqp", ("validation", "validation")), ("glue_mrpc", ("validation", "validation")),
+    ("glue_rte", ("validation", "validation"))])
 def test_glue_test_is_validation(task, splits):
   assert (text.GLUE[task].splits["validation"], text.GLUE[task].splits["test"]) == splits
   assert text.GLUE[task].splits["train"] == "train"
@@ -331,3 +335,54 @@ def test_datamux_glue_warm_up_then_task_under_mock_data(tokenizer_json, tmp_path
   np.testing.assert_array_equal(  # frozen mux vectors: the warm-up's, unchanged
       runs["task"].model_state["constants"]["mux"]["weights"],
       runs["warmup"].model_state["constants"]["mux"]["weights"])
+
+
+def _tiny_bert_dir(folder, tokenizer_json):
+  """A 1-layer BERT checkpoint directory (random weights, Hugging Face names) over the
+  test tokenizer's 30-token vocabulary."""
+  folder.mkdir()
+  config = {"model_type": "bert", "vocab_size": 30, "hidden_size": 16, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32}
+  (folder / "config.json").write_text(json.dumps(config))
+  (folder / "tokenizer.json").write_text(open(tokenizer_json).read())
+  rng = np.random.default_rng(0)
+  shapes = {"embeddings.word_embeddings.weight": (30, 16),
+            "embeddings.position_embeddings.weight": (32, 16),
+            "embeddings.token_type_embeddings.weight": (2, 16),
+            "embeddings.LayerNorm.weight": (16,), "embeddings.LayerNorm.bias": (16,),
+            "pooler.dense.weight": (16, 16), "pooler.dense.bias": (16,)}
+  for i in range(2):
+    p = f"encoder.layer.{i}"
+    for name in ("attention.self.query", "attention.self.key", "attention.self.value",
+                 "attention.output.dense"):
+      shapes[f"{p}.{name}.weight"], shapes[f"{p}.{name}.bias"] = (16, 16), (16,)
+    shapes[f"{p}.intermediate.dense.weight"] = (32, 16)
+    shapes[f"{p}.intermediate.dense.bias"] = (32,)
+    shapes[f"{p}.output.dense.weight"], shapes[f"{p}.output.dense.bias"] = (16, 32), (16,)
+    for name in ("attention.output.LayerNorm", "output.LayerNorm"):
+      shapes[f"{p}.{name}.weight"], shapes[f"{p}.{name}.bias"] = (16,), (16,)
+  safetensors_numpy.save_file(
+      {k: rng.normal(size=s).astype(np.float32) * 0.3 for k, s in shapes.items()},
+      str(folder / "model.safetensors"))
+  return str(folder)
+
+
+@pytest.mark.parametrize("task", ["mrpc", "rte"])
+def test_revmux_glue_head_then_mux_under_mock_data(tokenizer_json, tmp_path, task):
+  """experiments/revmux_text.py on a GLUE pair task: the head run on the frozen encoder, then
+  RevMUX at N = 2 on top of it, through the training loop and the regrouped evaluation."""
+  bert = _tiny_bert_dir(tmp_path / "bert", tokenizer_json)
+  head_dir, mux_dir = str(tmp_path / "head"), str(tmp_path / "mux")
+  data_dir = str(tmp_path / "data")
+  with tfds.testing.mock_data(num_examples=64):
+    head = revmux_text.get_config(f"task={task},stage=head,backbone={bert},smoke")
+    head.data.data_dir = data_dir
+    loop.train_and_evaluate(head, head_dir)
+    mux = revmux_text.get_config(f"task={task},n=2,backbone={bert},head={head_dir},smoke")
+    mux.data.data_dir = data_dir
+    loop.train_and_evaluate(mux, mux_dir)
+    result = regroup.evaluate_workdir(mux_dir, num_shuffles=2)
+  with open(tmp_path / "mux" / "metrics.jsonl") as f:
+    rows = [json.loads(line) for line in f]
+  assert any("info_nce" in r for r in rows if r["split"] == "train")
+  assert 0 <= result["accuracy"] <= 1 and 0 <= result["single_accuracy"] <= 1

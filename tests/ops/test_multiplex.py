@@ -129,3 +129,81 @@ def test_retrieval_targets_point_at_the_chosen_instance_and_token():
   # one instance: the task is copying
   np.testing.assert_array_equal(
       ops.retrieval_targets(jnp.asarray(ids[:, :1]), jnp.zeros((3, 6), jnp.int32)), ids[:, 0])
+
+
+# ------------------------------------------------------------------ RevMUX
+
+
+def _random_mlps(rng, num, dim, hidden=32):
+  """N random F_j = ReLU(W2 ReLU(W1 x + b1) + b2) (the official F_j's shape, dropout off)."""
+  fns = []
+  for key in jax.random.split(rng, num):
+    k1, k2, k3, k4 = jax.random.split(key, 4)
+    w1 = jax.random.normal(k1, (dim, hidden)) / np.sqrt(dim)
+    w2 = jax.random.normal(k3, (hidden, dim)) / np.sqrt(hidden)
+    b1, b2 = jax.random.normal(k2, (hidden,)), jax.random.normal(k4, (dim,))
+    fns.append(lambda x, w1=w1, b1=b1, w2=w2, b2=b2: jax.nn.relu(
+        jax.nn.relu(x @ w1 + b1) @ w2 + b2))
+  return fns
+
+
+@pytest.mark.parametrize("num", [1, 2, 4, 8, 16])
+def test_revmux_demux_inverts_mux_exactly(num):
+  u = jax.random.normal(jax.random.key(0), (3, num, 5, 6))
+  fns = _random_mlps(jax.random.key(1), num, 6)
+  o = ops.revmux_mux(u, fns)
+  assert o.shape == (3, 5, num * 6)
+  np.testing.assert_allclose(ops.revmux_demux(o, fns), u, rtol=1e-5, atol=1e-5)
+
+
+def test_revmux_n2_is_the_poster_coupling():
+  u = jax.random.normal(jax.random.key(0), (2, 2, 4))
+  f, g = _random_mlps(jax.random.key(1), 2, 4)
+  o1 = u[:, 0] + f(u[:, 1])
+  o2 = u[:, 1] + g(o1)
+  np.testing.assert_allclose(ops.revmux_mux(u, [f, g]), np.concatenate([o1, o2], -1),
+                             rtol=1e-6)
+
+
+def test_revmux_layout_is_contiguous_blocks():
+  """Invariant 18: with F_j = 0 the mux is the concatenation of whole instance blocks (the
+  official code interleaves feature j*N + k) and the demux slices the same blocks."""
+  u = jax.random.normal(jax.random.key(0), (2, 4, 3, 5))
+  zero = [lambda x: jnp.zeros_like(x)] * 4
+  o = ops.revmux_mux(u, zero)
+  np.testing.assert_array_equal(o, np.concatenate([u[:, k] for k in range(4)], axis=-1))
+  np.testing.assert_array_equal(ops.revmux_demux(o, zero), u)
+
+
+def test_revmux_chain_mixes_every_instance_into_the_last_block():
+  u = jax.random.normal(jax.random.key(0), (1, 4, 6))
+  fns = _random_mlps(jax.random.key(1), 4, 6)
+  base = ops.revmux_mux(u, fns)
+  moved = ops.revmux_mux(u.at[:, 1].add(1.0), fns)
+  assert not np.allclose(base[..., -6:], moved[..., -6:])
+
+
+def test_revmux_rejects_mismatched_sizes():
+  with pytest.raises(ValueError, match="needs 3 functions"):
+    ops.revmux_mux(jnp.zeros((1, 3, 4)), [jnp.tanh] * 2)
+  with pytest.raises(ValueError, match="not divisible"):
+    ops.revmux_demux(jnp.zeros((1, 10)), [jnp.tanh] * 3)
+
+
+def test_revmux_gradients_of_mux_and_demux_accumulate_on_the_shared_maps():
+  """Invariant 14: one set of F_k parameters serves both paths, so its gradient is the sum of
+  the gradient through the mux and the gradient through the demux."""
+  num, dim = 4, 6
+  u = jax.random.normal(jax.random.key(0), (2, num, 3, dim))
+  theta = [jax.random.normal(k, (dim, dim)) / np.sqrt(dim)
+           for k in jax.random.split(jax.random.key(1), num)]
+  fns = lambda ws: [lambda x, w=w: jnp.tanh(x @ w) for w in ws]
+
+  def loss(mux_ws, demux_ws):  # a nonlinear "backbone" between mux and demux
+    o = jnp.sin(ops.revmux_mux(u, fns(mux_ws)))
+    return jnp.sum(ops.revmux_demux(o, fns(demux_ws)) ** 2)
+  shared = jax.grad(lambda ws: loss(ws, ws))(theta)
+  via_mux, via_demux = jax.grad(loss, argnums=(0, 1))(theta, theta)
+  for s, a, b in zip(shared, via_mux, via_demux):
+    np.testing.assert_allclose(s, a + b, rtol=1e-4, atol=1e-5)
+    assert np.abs(np.asarray(a)).sum() > 0 and np.abs(np.asarray(b)).sum() > 0
