@@ -13,7 +13,6 @@ import os
 import jax
 
 from mimojax import data as data_lib
-from mimojax import models
 from mimojax.train import checkpoint
 from mimojax.train import backbones
 from mimojax.train import config as config_lib
