@@ -2,7 +2,7 @@
 frozen and learned mux weights under a real train step, the retrieval warm-up phase,
 padding masks, causality of the LM head, and its config rules."""
 
-import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +11,7 @@ import optax
 import pytest
 
 from mimojax.configs.base import base_config
+from mimojax.data import DataInfo
 from mimojax.models import Phase
 from mimojax.models import build_model
 from mimojax.train import config as config_lib
@@ -19,14 +20,7 @@ from mimojax.train import step as step_lib
 VOCAB, CLASSES, L = 13, 4, 9
 
 
-@dataclasses.dataclass(frozen=True)
-class Info:
-  """Stand-in for mimojax.data.DataInfo (same fields)."""
-  vocab_size: int
-  num_classes: int
-  seq_len: int
-  task_type: str
-  num_examples: int = 100
+Info = functools.partial(DataInfo, num_examples=100)
 
 
 def _config(head="classifier", n=2, **mimo):
